@@ -63,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the person consistent across views is chosen (see docs/triangulate.md).",
     )
     p.add_argument("--calib", required=True, type=Path, help="calibration file (any format load_rig reads)")
-    p.add_argument("--detections", required=True, type=Path, help="folder of per-camera JSON folders, or .npz")
+    p.add_argument(
+        "--detections", required=True, type=Path, help="folder of per-camera JSON folders, or .npz"
+    )
     p.add_argument("--out", required=True, type=Path, help="output .npz or .json")
-    p.add_argument("--skeleton", default=None, help="keypoint set of the detections (default: from the count)")
+    p.add_argument(
+        "--skeleton", default=None, help="keypoint set of the detections (default: from the count)"
+    )
     p.add_argument("--method", default="robust+refine", choices=("dlt", "robust", "refine", "robust+refine"))
     p.add_argument("--min-confidence", type=float, default=0.3, help="ignore keypoints below this confidence")
     p.add_argument("--threshold-px", type=float, default=15.0, help="outlier threshold of the robust methods")
@@ -73,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_triangulate)
 
-    p = sub.add_parser("example", help="write a small synthetic capture (calibration + detections) to try mvpose on")
+    p = sub.add_parser(
+        "example", help="write a small synthetic capture (calibration + detections) to try mvpose on"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/example"))
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)

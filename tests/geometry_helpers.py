@@ -9,10 +9,14 @@ import torch
 from mvpose.geometry import CameraRig
 
 
-def look_at(center: torch.Tensor, target: torch.Tensor, up=(0.0, 0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
+def look_at(
+    center: torch.Tensor, target: torch.Tensor, up=(0.0, 0.0, 1.0)
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World-to-camera ``R, t`` of a camera at ``center`` looking at ``target`` (Z-up world)."""
     z = torch.nn.functional.normalize(target - center, dim=-1)
-    x = torch.nn.functional.normalize(torch.linalg.cross(z, torch.tensor(up, dtype=z.dtype).expand_as(z)), dim=-1)
+    x = torch.nn.functional.normalize(
+        torch.linalg.cross(z, torch.tensor(up, dtype=z.dtype).expand_as(z)), dim=-1
+    )
     y = torch.linalg.cross(z, x)
     R = torch.stack([x, y, z], dim=-2)
     return R, -(R @ center[..., None])[..., 0]
@@ -31,7 +35,8 @@ def ring_rig(
     ang = torch.arange(num_views, dtype=torch.float64) * 2 * math.pi / num_views
     ang = ang + 0.2 * torch.rand(num_views, generator=g, dtype=torch.float64)
     centers = torch.stack(
-        [radius * torch.cos(ang), radius * torch.sin(ang), height + 300 * torch.rand(num_views, generator=g)], -1
+        [radius * torch.cos(ang), radius * torch.sin(ang), height + 300 * torch.rand(num_views, generator=g)],
+        -1,
     )
     target = torch.tensor([0.0, 0.0, 1000.0], dtype=torch.float64) + 100 * torch.randn(
         num_views, 3, generator=g, dtype=torch.float64

@@ -271,3 +271,10 @@ def test_3dhp_text(tmp_path):
     )
     with pytest.raises(CalibrationError, match=r"bad.calibration.*camera 0.radial"):
         load_rig(bad)
+
+
+def test_toml_and_json_keep_unusual_names(tmp_path):
+    rig = ring_rig(3, names=('cam "A"', "ü b\\c", "tab\there"))
+    for name in ("odd.toml", "odd.json"):
+        save_rig(rig, tmp_path / name)
+        assert_rigs_close(load_rig(tmp_path / name), rig)

@@ -11,7 +11,9 @@ from mvpose.geometry import rotations as rot
 
 def _cv2_project(rig: CameraRig, v: int, X: torch.Tensor) -> np.ndarray:
     rvec, _ = cv2.Rodrigues(rig.R[v].numpy())
-    out, _ = cv2.projectPoints(X.reshape(-1, 3).numpy(), rvec, rig.t[v].numpy(), rig.K[v].numpy(), rig.dist[v].numpy())
+    out, _ = cv2.projectPoints(
+        X.reshape(-1, 3).numpy(), rvec, rig.t[v].numpy(), rig.K[v].numpy(), rig.dist[v].numpy()
+    )
     return out.reshape(*X.shape[:-1], 2)
 
 
@@ -48,7 +50,9 @@ def test_undistort_matches_cv2_and_inverts_distortion():
     uv = rig.project(X)  # (4, 200, 2) distorted pixels
     und = rig.undistort_points(uv)
     for v in range(4):
-        ref = cv2.undistortPoints(uv[v].numpy().reshape(-1, 1, 2), rig.K[v].numpy(), rig.dist[v].numpy(), P=rig.K[v].numpy())
+        ref = cv2.undistortPoints(
+            uv[v].numpy().reshape(-1, 1, 2), rig.K[v].numpy(), rig.dist[v].numpy(), P=rig.K[v].numpy()
+        )
         np.testing.assert_allclose(und[v].numpy(), ref.reshape(-1, 2), atol=1e-2, rtol=0)
     # exact inverse: undistorted pixels equal the pinhole projection
     torch.testing.assert_close(und, rig.project(X, distort=False), atol=1e-7, rtol=0)
@@ -118,7 +122,9 @@ def test_world_camera_round_trip_and_centres():
     Xc = rig.world_to_camera(X)
     torch.testing.assert_close(rig.camera_to_world(Xc), X[:, None].expand(2, 4, 6, 3), atol=1e-9, rtol=0)
     C = rig.centers()
-    torch.testing.assert_close((rig.R @ C[..., None])[..., 0] + rig.t, torch.zeros(4, 3, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        (rig.R @ C[..., None])[..., 0] + rig.t, torch.zeros(4, 3, dtype=torch.float64), atol=1e-9, rtol=0
+    )
     P = rig.projection_matrices()
     Xh = torch.cat([X, torch.ones_like(X[..., :1])], -1)
     x = torch.einsum("vij,bnj->bvni", P, Xh)
@@ -129,13 +135,17 @@ def test_crop_resize_scale_update_intrinsics():
     rig = ring_rig(3, seed=12)
     X = random_points(10, seed=13)
     uv = rig.project(X)
-    boxes = torch.tensor([[100.0, 50.0, 900.0, 850.0], [0.0, 0.0, 1000.0, 1000.0], [500.0, 20.0, 1300.0, 820.0]])
+    boxes = torch.tensor(
+        [[100.0, 50.0, 900.0, 850.0], [0.0, 0.0, 1000.0, 1000.0], [500.0, 20.0, 1300.0, 820.0]]
+    )
     cropped = rig.crop(boxes)
     torch.testing.assert_close(cropped.project(X), uv - boxes[:, None, :2].double(), atol=1e-9, rtol=0)
     assert cropped.image_size.tolist() == [[800, 800], [1000, 1000], [800, 800]]
     resized = cropped.resize((256, 256))
     scale = 256 / (boxes[:, 2:] - boxes[:, :2]).double()
-    torch.testing.assert_close(resized.project(X), (uv - boxes[:, None, :2].double()) * scale[:, None], atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        resized.project(X), (uv - boxes[:, None, :2].double()) * scale[:, None], atol=1e-9, rtol=0
+    )
     assert resized.image_size.tolist() == [[256, 256]] * 3
     half = rig.scale(0.5)
     torch.testing.assert_close(half.project(X), uv * 0.5, atol=1e-9, rtol=0)
@@ -171,8 +181,12 @@ def test_rotation_conversions_round_trip():
     torch.testing.assert_close(rot.quaternion_to_matrix(rot.matrix_to_quaternion(R)), R, atol=1e-9, rtol=0)
     torch.testing.assert_close(rot.rotation_6d_to_matrix(rot.matrix_to_rotation_6d(R)), R, atol=1e-9, rtol=0)
     for order in ("xyz", "zyx", "yxz", "zxy"):
-        torch.testing.assert_close(rot.euler_to_matrix(rot.matrix_to_euler(R, order), order), R, atol=1e-9, rtol=0)
+        torch.testing.assert_close(
+            rot.euler_to_matrix(rot.matrix_to_euler(R, order), order), R, atol=1e-9, rtol=0
+        )
     noisy = R + 1e-3 * torch.randn(100, 3, 3, generator=g, dtype=torch.float64)
     Rn = rot.nearest_rotation(noisy)
-    torch.testing.assert_close(Rn @ Rn.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(100, 3, 3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        Rn @ Rn.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(100, 3, 3), atol=1e-12, rtol=0
+    )
     assert bool((torch.det(Rn) > 0).all())

@@ -24,7 +24,6 @@ model) is not supported and raises :class:`CalibrationError`.
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -82,7 +81,7 @@ def read(path, subject=None, translation_unit: str = "m"):
         dist = dist_vector(path, f"{f}.distortions", table.get("distortions"))
         size = image_size(path, f"{f}.size", table["size"])
         name = str(table.get("name", key))
-        records.append(CameraRecord(name, K, R, t, dist, size, {"toml_table": key} if key != name else {}))
+        records.append(CameraRecord(name, K, R, t, dist, size))
     if not records:
         raise CalibrationError(path, None, "no camera tables found; expected [cam_01], [cam_02], ...")
     meta = {"translation_unit": translation_unit}
@@ -142,14 +141,27 @@ def _value(v) -> str:
             raise ValueError(f"cannot write non-finite number {v} to TOML")
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid TOML basic-string escapes
+        return _string(v)
     if isinstance(v, list | tuple):
         return "[ " + ", ".join(_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to a calibration TOML")
 
 
+def _string(v: str) -> str:
+    """A TOML basic string: quote, backslash and control characters escaped, the rest verbatim."""
+    out = []
+    for ch in v:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else json.dumps(k, ensure_ascii=False)
+    return k if _BARE_KEY.fullmatch(k) else _string(k)
 
 
 def dumps(doc: dict) -> str:
@@ -172,4 +184,4 @@ def dumps(doc: dict) -> str:
     return "\n".join(out)
 
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -84,9 +84,14 @@ class CameraRig:
             d = d.expand(*K.shape[:-2], 5).clone() if d.shape[:-1] != K.shape[:-2] else d
         if self.distortion_model not in _dist.MODELS:
             raise ValueError(
-                f"CameraRig: unknown distortion_model {self.distortion_model!r}; expected one of {_dist.MODELS}"
+                f"CameraRig: unknown distortion_model {self.distortion_model!r}; "
+                f"expected one of {_dist.MODELS}"
             )
-        names = tuple(str(n) for n in self.names) if self.names is not None else tuple(f"cam{i}" for i in range(V))
+        names = (
+            tuple(str(n) for n in self.names)
+            if self.names is not None
+            else tuple(f"cam{i}" for i in range(V))
+        )
         if len(names) != V:
             raise ValueError(f"CameraRig: {len(names)} names for {V} cameras")
         if len(set(names)) != V:
@@ -95,7 +100,9 @@ class CameraRig:
         if size is not None:
             size = torch.as_tensor(size, dtype=torch.int64, device=K.device)
             if size.shape != (V, 2):
-                raise ValueError(f"CameraRig: image_size must have shape ({V}, 2) (w, h), got {tuple(size.shape)}")
+                raise ValueError(
+                    f"CameraRig: image_size must have shape ({V}, 2) (w, h), got {tuple(size.shape)}"
+                )
         for name, value in (("K", K), ("R", R), ("t", t), ("dist", d)):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "names", names)
@@ -134,7 +141,9 @@ class CameraRig:
             try:
                 return self.names.index(name_or_names)
             except ValueError:
-                raise KeyError(f"no camera named {name_or_names!r} in rig; cameras are {list(self.names)}") from None
+                raise KeyError(
+                    f"no camera named {name_or_names!r} in rig; cameras are {list(self.names)}"
+                ) from None
         return [self.index(n) for n in name_or_names]
 
     def select(self, views: Sequence[int] | Sequence[str] | Tensor) -> CameraRig:
@@ -234,7 +243,7 @@ class CameraRig:
         return self._pixels(xy)
 
     def distort_points(self, points_px: Tensor) -> Tensor:
-        """Apply lens distortion to ideal pinhole pixels ``(*, V, J, 2)`` (inverse of :meth:`undistort_points`)."""
+        """Distort ideal pinhole pixels ``(*, V, J, 2)`` (the inverse of :meth:`undistort_points`)."""
         xy = self._normalised(points_px.to(self.dtype))
         return self._pixels(_dist.distort(xy, self.dist[..., None, :], self.distortion_model))
 
@@ -255,7 +264,9 @@ class CameraRig:
         image_size = size.reshape(-1, *size.shape[-2:])[0] if same else None
         return replace(self, K=K, image_size=image_size)
 
-    def resize(self, new_size: tuple[int, int], old_size: tuple[int, int] | Tensor | None = None) -> CameraRig:
+    def resize(
+        self, new_size: tuple[int, int], old_size: tuple[int, int] | Tensor | None = None
+    ) -> CameraRig:
         """Rig of the images resized to ``new_size = (w, h)`` px from ``old_size`` (default
         ``image_size``, per camera). Scales ``fx, cx`` by ``w_new / w_old`` and ``fy, cy`` by
         ``h_new / h_old``, the convention of learnable-triangulation's ``update_after_resize``
@@ -268,7 +279,9 @@ class CameraRig:
         new = torch.as_tensor(new_size, dtype=self.dtype, device=self.device)
         scale = new / old  # (2,) or (V, 2)
         rig = self.scale(scale[..., 0], scale[..., 1])
-        size = torch.as_tensor(new_size, dtype=torch.int64, device=self.device).expand(self.num_views, 2).clone()
+        size = (
+            torch.as_tensor(new_size, dtype=torch.int64, device=self.device).expand(self.num_views, 2).clone()
+        )
         return replace(rig, image_size=size)
 
     def scale(self, sx: float | Tensor, sy: float | Tensor | None = None) -> CameraRig:
@@ -280,7 +293,9 @@ class CameraRig:
         sy = sx if sy is None else sy
         sx = torch.as_tensor(sx, dtype=self.dtype, device=self.device)
         sy = torch.as_tensor(sy, dtype=self.dtype, device=self.device)
-        S = torch.zeros(*torch.broadcast_shapes(sx.shape, sy.shape), 3, 3, dtype=self.dtype, device=self.device)
+        S = torch.zeros(
+            *torch.broadcast_shapes(sx.shape, sy.shape), 3, 3, dtype=self.dtype, device=self.device
+        )
         S[..., 0, 0], S[..., 1, 1], S[..., 2, 2] = sx, sy, 1.0
         size = None
         if self.image_size is not None and sx.ndim <= 1 and sy.ndim <= 1:
@@ -302,8 +317,15 @@ class CameraRig:
         from mvpose.geometry import triangulation as _tri
 
         undist = self.undistort_points(points_px)
-        return _tri.triangulate(undist, self.projection_matrices(), weights, method=method, rig=self,
-                                points_2d_raw=points_px, **kwargs)
+        return _tri.triangulate(
+            undist,
+            self.projection_matrices(),
+            weights,
+            method=method,
+            rig=self,
+            points_2d_raw=points_px,
+            **kwargs,
+        )
 
     def reprojection_error(self, points_world: Tensor, points_px: Tensor) -> Tensor:
         """Pixel distance ``(*, V, J)`` between projected ``points_world (*, J, 3)`` and raw
@@ -317,6 +339,6 @@ class CameraRig:
     def __repr__(self) -> str:
         bs = f", batch_shape={tuple(self.batch_shape)}" if len(self.batch_shape) else ""
         return (
-            f"CameraRig(views={self.num_views}, names={list(self.names)}, distortion_model={self.distortion_model!r}"
-            f"{bs}, dtype={self.dtype})"
+            f"CameraRig(views={self.num_views}, names={list(self.names)}, "
+            f"distortion_model={self.distortion_model!r}{bs}, dtype={self.dtype})"
         )

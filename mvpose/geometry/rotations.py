@@ -117,7 +117,9 @@ def matrix_to_rotation_6d(R: Tensor) -> Tensor:
 
 def rotation_about_axis(angle: Tensor, axis: Tensor) -> Tensor:
     """Rotation ``(*, 3, 3)`` by ``angle (*)`` radians about unit vector ``axis (3,)`` or ``(*, 3)``."""
-    axis = torch.nn.functional.normalize(torch.as_tensor(axis, dtype=angle.dtype, device=angle.device), dim=-1)
+    axis = torch.nn.functional.normalize(
+        torch.as_tensor(axis, dtype=angle.dtype, device=angle.device), dim=-1
+    )
     return axis_angle_to_matrix(axis * angle[..., None])
 
 

@@ -59,29 +59,38 @@ def _prepare(points_2d: Tensor, proj: Tensor, weights: Tensor | None) -> tuple[T
     return uv.nan_to_num(0.0, 0.0, 0.0), P, w.nan_to_num(0.0, 0.0, 0.0) * valid, valid
 
 
+# Symmetric 3x3 matrices in "structure of arrays" form: the 6 entries (00, 01, 02, 11, 12, 22)
+# stacked on dim 0, the points on the remaining dims. Each helper below is a handful of whole-array
+# ops, whatever the number of points: on CPU, small-tensor op overhead is what costs.
+_COF = torch.tensor([3, 2, 1, 0, 1, 0, 5, 4, 4, 5, 2, 3, 4, 1, 2, 2, 0, 1, 4, 5, 3, 2, 4, 1])
+_FULL = torch.tensor([0, 1, 2, 1, 3, 4, 2, 4, 5])
+# Entries of the symmetric 4x4 normal matrix kept, in this order: M3 as (00, 01, 02, 11, 12, 22),
+# then m = (03, 13, 23), then c = 33 (row-major flat indices).
+_SYM4 = (0, 1, 2, 5, 6, 10, 3, 7, 11, 15)
+
+
+def _index(t: Tensor, device: torch.device) -> Tensor:
+    return t if device.type == "cpu" else t.to(device)
+
+
+def _adj6(S6: Tensor) -> tuple[Tensor, Tensor]:
+    """Adjugate ``(3, 3, *)`` and determinant ``(*)`` of symmetric matrices ``S6 (6, *)``."""
+    g = S6.index_select(0, _index(_COF, S6.device)).unflatten(0, (4, 6))
+    cof = g[0] * g[1] - g[2] * g[3]
+    det = (S6[:3] * cof[:3]).sum(0)
+    return cof.index_select(0, _index(_FULL, S6.device)).unflatten(0, (3, 3)), det
+
+
+def _mv(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj (3, 3, *) @ x (3, *)`` -> ``(3, *)``."""
+    return (adj * x.unsqueeze(0)).sum(1)
+
+
 def _inv_sym3(S: Tensor) -> Tensor:
     """Inverse of symmetric ``S (*, 3, 3)`` by cofactors (closed form, batched, differentiable)."""
-    adj, det = _adj_sym3(S[..., 0, 0], S[..., 0, 1], S[..., 0, 2], S[..., 1, 1], S[..., 1, 2], S[..., 2, 2])
-    c00, c01, c02, c11, c12, c22 = adj
-    return torch.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], -1).unflatten(-1, (3, 3)) / det[..., None, None]
-
-
-def _adj_sym3(a, b, c, d, e, f):
-    """Adjugate ``(c00, c01, c02, c11, c12, c22)`` and determinant of ``[[a,b,c],[b,d,e],[c,e,f]]``
-    given as separate tensors (structure-of-arrays: each op runs on one contiguous tensor)."""
-    c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
-    c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
-    return (c00, c01, c02, c11, c12, c22), a * c00 + b * c01 + c * c02
-
-
-def _sym3_mv(adj, scale, x0, x1, x2):
-    """``scale * adj @ x`` for a symmetric adjugate in structure-of-arrays form."""
-    c00, c01, c02, c11, c12, c22 = adj
-    return (
-        scale * (c00 * x0 + c01 * x1 + c02 * x2),
-        scale * (c01 * x0 + c11 * x1 + c12 * x2),
-        scale * (c02 * x0 + c12 * x1 + c22 * x2),
-    )
+    S6 = torch.stack([S[..., 0, 0], S[..., 0, 1], S[..., 0, 2], S[..., 1, 1], S[..., 1, 2], S[..., 2, 2]])
+    adj, det = _adj6(S6)
+    return adj.movedim(0, -1).movedim(0, -1) / det[..., None, None]
 
 
 def _matvec(A: Tensor, x: Tensor) -> Tensor:
@@ -89,11 +98,11 @@ def _matvec(A: Tensor, x: Tensor) -> Tensor:
 
 
 def _smallest_eigvec_dehomogenised(M: Tensor) -> tuple[Tensor, Tensor]:
-    """DLT solution from the normal matrix ``M (*, 16, J)`` (row-major 4x4 entries first).
+    """DLT solution from the normal matrix ``M (10, *)`` (its unique entries in ``_SYM4`` order).
 
-    Returns ``X (*, J, 3)`` and ``converged (*, J)``, with ``(X, 1)`` proportional
-    to the eigenvector of the smallest eigenvalue of the symmetric PSD ``M``: the homogeneous
-    least-squares (SVD) DLT solution.
+    Returns ``X (3, *)`` and ``converged (*)``, with ``(X, 1)`` proportional to the eigenvector of
+    the smallest eigenvalue of the symmetric PSD ``M``: the homogeneous least-squares (SVD) DLT
+    solution.
 
     With ``M = [[M3, m], [m^T, c]]`` the eigenpair satisfies ``X(l) = -(M3 - l I)^-1 m`` and the
     secular equation ``f(l) = c - l + m.X(l) = 0``, ``f'(l) = -(1 + |X(l)|^2)``. Expanding
@@ -104,38 +113,37 @@ def _smallest_eigvec_dehomogenised(M: Tensor) -> tuple[Tensor, Tensor]:
     that ``l``, and one exact Newton step on ``f`` with a last solve removes the truncation
     error. The smallest eigenvalue lies far below those of ``M3`` (their ratio is the squared
     noise-to-baseline ratio), so this matches an SVD of the DLT matrix to rounding for
-    well-posed points and to ~1e-5 mm for two views with 150 px outliers. Every step is an
-    elementwise op on contiguous ``(*, J)`` tensors, which is what makes it fast on CPU.
+    well-posed points. Points where it does not converge (``converged`` False: extreme noise,
+    degenerate geometry) are left to the caller, which solves them by SVD.
     """
-    e = M.unbind(-2)
-    a, b, c3, d, e_, f = e[0], e[1], e[2], e[5], e[6], e[10]
-    m0, m1, m2, cc = e[3], e[7], e[11], e[15]
-    adj, det = _adj_sym3(a, b, c3, d, e_, f)
-    inv_det = 1.0 / det
-    x0 = _sym3_mv(adj, -inv_det, m0, m1, m2)
-    y1 = _sym3_mv(adj, inv_det, *x0)
-    y2 = _sym3_mv(adj, inv_det, *y1)
-    f0 = cc + m0 * x0[0] + m1 * x0[1] + m2 * x0[2]
-    g1 = 1 + x0[0] * x0[0] + x0[1] * x0[1] + x0[2] * x0[2]
-    g2 = x0[0] * y1[0] + x0[1] * y1[1] + x0[2] * y1[2]
-    g3 = y1[0] * y1[0] + y1[1] * y1[1] + y1[2] * y1[2]
-    g4 = y1[0] * y2[0] + y1[1] * y2[1] + y1[2] * y2[2]
+    S6, m, cc = M[:6], M[6:9], M[9]
+    adj, det = _adj6(S6)
+    x0 = -_mv(adj, m) / det
+    y1 = _mv(adj, x0) / det
+    y2 = _mv(adj, y1) / det
+    f0 = cc + (m * x0).sum(0)
+    g1 = 1 + (x0 * x0).sum(0)
+    g2 = (x0 * y1).sum(0)
+    g3 = (y1 * y1).sum(0)
+    g4 = (y1 * y2).sum(0)
     lam = f0 / g1
     for _ in range(2):
         fl = f0 - lam * (g1 + lam * (g2 + lam * (g3 + lam * g4)))
         lam = lam + fl / (g1 + lam * (2 * g2 + lam * (3 * g3 + lam * 4 * g4)))
+    diag = torch.zeros_like(S6[:, :1])
+    diag[[0, 3, 5]] = 1.0
     for _ in range(2):
-        adj, det_l = _adj_sym3(a - lam, b, c3, d - lam, e_, f - lam)
-        x = _sym3_mv(adj, -1.0 / det_l, m0, m1, m2)
-        norm2 = 1 + x[0] * x[0] + x[1] * x[1] + x[2] * x[2]
-        step = (cc - lam + m0 * x[0] + m1 * x[1] + m2 * x[2]) / norm2
+        adj_l, det_l = _adj6(S6 - lam * diag)
+        x = -_mv(adj_l, m) / det_l
+        norm2 = 1 + (x * x).sum(0)
+        step = (cc - lam + (m * x).sum(0)) / norm2
         lam = lam + step
     # Converged: the last Newton step is negligible (relative to the eigenvalue, or at the
     # rounding floor of f, which sums terms of size c), the eigenvalue is the smallest (M3 - lam I
     # stays positive definite) and everything is finite.
     tol = 1e-7 * lam.abs() + 1e-12 * cc / norm2
-    converged = (step.abs() <= tol) & (det_l > 0) & (det.abs() > 0) & (adj[0] > 0) & torch.isfinite(lam)
-    return torch.stack(x, -1), converged
+    converged = (step.abs() <= tol) & (det_l > 0) & (adj_l[0, 0] > 0) & (det.abs() > 0) & torch.isfinite(lam)
+    return x, converged
 
 
 def _dlt_svd(uv: Tensor, P: Tensor, w: Tensor) -> Tensor:
@@ -148,7 +156,7 @@ def _dlt_svd(uv: Tensor, P: Tensor, w: Tensor) -> Tensor:
 
 
 def _normal_matrix(uv: Tensor, P: Tensor, w: Tensor) -> Tensor:
-    """``A^T A`` as ``(*, 16, J)`` (row-major 4x4 entries, structure-of-arrays) of the weighted
+    """``A^T A`` as ``(10, *, J)`` (its unique entries in ``_SYM4`` order) of the weighted
     DLT rows ``w (u P3 - P1)``, ``w (v P3 - P2)``.
 
     Expanded per view as ``w^2 [(u^2 + v^2) P3 P3^T - u S31 - v S32 + P1 P1^T + P2 P2^T]`` with
@@ -162,26 +170,27 @@ def _normal_matrix(uv: Tensor, P: Tensor, w: Tensor) -> Tensor:
     P12 = P[..., :2, :] - centre[..., None] * P[..., 2:3, :]
     P1, P2, P3 = P12[..., 0, :], P12[..., 1, :], P[..., 2, :]
 
+    sym = torch.tensor(_SYM4, device=P.device)
+
     def outer(x: Tensor, y: Tensor) -> Tensor:
-        return (x[..., :, None] * y[..., None, :]).flatten(-2)
+        return (x[..., :, None] * y[..., None, :]).flatten(-2).index_select(-1, sym)
 
     terms = torch.stack(
         [outer(P3, P3), -(outer(P3, P1) + outer(P1, P3)), -(outer(P3, P2) + outer(P2, P3)),
          outer(P1, P1) + outer(P2, P2)],
         dim=-1,
-    )  # (*, V, 16, 4)
-    terms = terms.transpose(-3, -2).flatten(-2)  # (*, 16, 4V)
+    )  # (*, V, 10, 4)
+    terms = terms.transpose(-3, -2).flatten(-2)  # (*, 10, 4V)
     u = uv[..., 0] - centre[..., 0:1]
     v = uv[..., 1] - centre[..., 1:2]
     w2 = w * w
     wu, wv = w2 * u, w2 * v
     coef = torch.stack([wu * u + wv * v, wu, wv, w2], dim=-2).flatten(-3, -2)  # (*, 4V, J)
-    if terms.ndim == 2 and coef.ndim > 2:
+    if terms.ndim == 2:
         # One rig for the whole batch: a single GEMM over all (sample, joint) columns.
-        batch = coef.shape[:-2]
         cols = coef.movedim(-2, 0).reshape(coef.shape[-2], -1)
-        return (terms @ cols).reshape(16, *batch, coef.shape[-1]).movedim(0, -2)
-    return terms @ coef
+        return (terms @ cols).reshape(10, *coef.shape[:-2], coef.shape[-1])
+    return (terms @ coef).movedim(-2, 0)
 
 
 def triangulate_dlt(points_2d: Tensor, proj: Tensor, weights: Tensor | None = None) -> Tensor:
@@ -204,6 +213,7 @@ def triangulate_dlt(points_2d: Tensor, proj: Tensor, weights: Tensor | None = No
     """
     uv, P, w, valid = _prepare(points_2d, proj, weights)
     X, converged = _smallest_eigvec_dehomogenised(_normal_matrix(uv, P, w))
+    X = X.movedim(0, -1)
     enough = valid.sum(-2) >= 2
     redo = enough & ~converged
     if bool(redo.any()):
