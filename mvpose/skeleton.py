@@ -510,24 +510,8 @@ BODY25 = Skeleton.from_parent_names(
 #: OpenPose BODY_25B (the first 17 keypoints are COCO's), rooted at neck (no mid-hip joint).
 BODY25B = Skeleton.from_parent_names(
     "body25b",
-    (
-        "nose",
-        "left_eye",
-        "right_eye",
-        "left_ear",
-        "right_ear",
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
+    COCO17.joint_names
+    + (
         "neck",
         "head_top",
         "left_big_toe",

@@ -102,7 +102,7 @@ def matrix_to_euler(R: Tensor, order: str = "xyz") -> Tensor:
 
 
 def rotation_6d_to_matrix(d6: Tensor) -> Tensor:
-    """6D rotation representation ``(*, 6)`` (first two columns... as rows, Gram-Schmidt) to ``(*, 3, 3)``."""
+    """6D representation ``(*, 6)`` (first two rows, Gram-Schmidt orthonormalised) to ``(*, 3, 3)``."""
     a1, a2 = d6[..., :3], d6[..., 3:]
     b1 = torch.nn.functional.normalize(a1, dim=-1)
     b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)

@@ -14,13 +14,17 @@ at or above ``min_confidence``) and reprojecting them:
 
 The best selection of a frame has the most active views, then the lowest median reprojection error
 over all its confident joints. Selections within ``tie_px`` of that error whose 3D centroids lie
-more than ``tie_mm`` apart are a tie (e.g. two people seen equally well): the one closest to the
-centroid chosen at the last unambiguous frame before (else after) it wins.
+more than ``tie_mm`` apart are a tie (e.g. two people seen equally well): the one closest to a
+reference centroid wins. The reference is the centroid chosen at the last unambiguous frame before
+it (at the start of a chunk: the previous chunk's last choice; else the next unambiguous frame;
+else the first frame's choice). This keeps the whole tie-break batched over frames.
 
 Candidate selections are every combination of (persons + none) over views when there are at most
-``max_combinations`` of them; otherwise a pairwise scheme: each pair of (view, person) seeds a 3D
-skeleton by two-view DLT, every other view takes its person closest to that skeleton (if below
-``threshold_px``), and the completed selections are scored as above.
+``max_combinations`` of them; combinations holding two persons whose two-view skeleton reprojects
+above ``2 * threshold_px`` in one of their views (they cannot be valid) are not triangulated.
+Otherwise a pairwise scheme: each pair of (view, person) seeds a 3D skeleton by two-view DLT,
+every other view takes its person closest to that skeleton (if below ``threshold_px``), and the
+completed selections are scored as above.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class Association:
         error_px: ``(T,)`` median reprojection error (px, undistorted) of the chosen selection.
         ambiguous: ``(T,)`` bool, frames decided by the temporal tie-break.
         centroid_mm: ``(T, 3)`` centroid of the chosen selection's DLT skeleton (NaN if none).
-        reference_centroid: ``(3,)`` centroid of the last unambiguous frame (pass it to the next chunk).
+        reference_centroid: ``(3,)`` centroid chosen at the last frame with a choice (pass it to the
+            next chunk as ``reference_centroid``).
         num_candidates: number of selections scored per frame.
         scheme: ``"exhaustive"``, ``"pairwise"`` or ``"single"`` (one person per camera: nothing to choose).
     """
@@ -73,28 +78,24 @@ def _nanmedian(x: Tensor, dim: int) -> Tensor:
     return torch.nanmedian(x, dim=dim).values if x.shape[dim] else x.sum(dim) * float("nan")
 
 
-def _gather(sel: Tensor, uv: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """Selected persons' points ``(S, T, V, J, 2)`` and weights ``(S, T, V, J)`` (0 for none).
+def _score(
+    sel: Tensor, frame: Tensor, uv: Tensor, w: Tensor, proj: Tensor, threshold_px: float, min_joints: int
+):
+    """Score flat selections ``sel (N, V)`` of frames ``frame (N,)``.
 
-    ``sel (S, T, V)``; ``uv (T, V, P, J, 2)``; ``w (T, V, P, J)``."""
-    T, V = uv.shape[:2]
-    ti = torch.arange(T, device=uv.device)[None, :, None]
-    vi = torch.arange(V, device=uv.device)[None, None, :]
+    ``uv (T, V, P, J, 2)`` undistorted px (NaN where unusable), ``w (T, V, P, J)``. Returns
+    ``active (N, V)``, ``valid (N,)``, ``num_active (N,)``, ``error (N,)`` px and ``centroid (N, 3)`` mm."""
+    V = uv.shape[1]
+    vi = torch.arange(V, device=uv.device)[None, :]
     idx = sel.clamp(min=0)
-    return uv[ti, vi, idx], w[ti, vi, idx] * (sel >= 0)[..., None]
-
-
-def _score(sel: Tensor, uv: Tensor, w: Tensor, proj: Tensor, threshold_px: float, min_joints: int):
-    """Score selections ``sel (S, T, V)``: returns ``active (S, T, V)``, ``valid (S, T)``,
-    ``num_active (S, T)``, ``error (S, T)`` and ``centroid (S, T, 3)``."""
-    uv_s, w_s = _gather(sel, uv, w)
-    X = triangulate_dlt(uv_s, proj, w_s)  # (S, T, J, 3)
-    err = reprojection_error(X, uv_s, proj)  # (S, T, V, J)
+    uv_s = uv[frame[:, None], vi, idx]  # (N, V, J, 2)
+    w_s = w[frame[:, None], vi, idx] * (sel >= 0)[..., None]
+    X = triangulate_dlt(uv_s, proj, w_s)  # (N, J, 3)
+    err = reprojection_error(X, uv_s, proj)  # (N, V, J)
     obs = (w_s > 0) & torch.isfinite(err)
     err = torch.where(obs, err, float("nan"))
     active = obs.sum(-1) >= min_joints
-    view_err = _nanmedian(err, -1)
-    agree = ~active | (view_err < threshold_px)
+    agree = ~active | (_nanmedian(err, -1) < threshold_px)
     num_active = active.sum(-1)
     valid = agree.all(-1) & (num_active >= 2)
     error = _nanmedian(torch.where(active[..., None], err, float("nan")).flatten(-2), -1)
@@ -104,28 +105,75 @@ def _score(sel: Tensor, uv: Tensor, w: Tensor, proj: Tensor, threshold_px: float
     return active, valid, num_active, error, centroid
 
 
-def _pairwise_candidates(uv: Tensor, w: Tensor, proj: Tensor, present: Tensor, threshold_px: float, min_joints: int):
-    """Selections ``(H, T, V)`` seeded by every pair of (view, person) and completed greedily.
+def _seeds(uv: Tensor, w: Tensor, proj: Tensor):
+    """Two-view skeletons of every pair of views and every pair of their persons.
 
-    ``uv (T, V, P, J, 2)`` undistorted px, ``w (T, V, P, J)``, ``present (T, V, P)``."""
-    T, V, P, J, _ = uv.shape
+    Returns ``va, vb, pa, pb`` (``(H,)``, ``H = V (V - 1) / 2 * P^2``, pairs in
+    ``itertools.combinations`` order, persons row-major) and ``X (H, T, J, 3)`` mm."""
+    T, V, P = uv.shape[:3]
     dev = uv.device
-    pairs = torch.tensor(list(itertools.combinations(range(V), 2)), dtype=torch.long, device=dev)
+    pairs = torch.tensor(list(itertools.combinations(range(V), 2)), dtype=torch.long, device=dev).reshape(
+        -1, 2
+    )
     pp = torch.cartesian_prod(torch.arange(P, device=dev), torch.arange(P, device=dev)).reshape(-1, 2)
     va, vb = pairs[:, 0].repeat_interleave(len(pp)), pairs[:, 1].repeat_interleave(len(pp))
     pa, pb = pp[:, 0].repeat(len(pairs)), pp[:, 1].repeat(len(pairs))
-    H = len(va)
     ti = torch.arange(T, device=dev)[None, :]
-    seed_uv = torch.stack([uv[ti, va[:, None], pa[:, None]], uv[ti, vb[:, None], pb[:, None]]], 2)  # (H,T,2,J,2)
+    seed_uv = torch.stack(
+        [uv[ti, va[:, None], pa[:, None]], uv[ti, vb[:, None], pb[:, None]]], 2
+    )  # (H,T,2,J,2)
     seed_w = torch.stack([w[ti, va[:, None], pa[:, None]], w[ti, vb[:, None], pb[:, None]]], 2)
-    X = triangulate_dlt(seed_uv, torch.stack([proj[va], proj[vb]], 1)[:, None], seed_w)  # (H, T, J, 3)
-    # Every person of every view against each seed skeleton: (H, T, V, P, J).
-    e = (project_pinhole(X, proj)[:, :, :, None] - uv[None]).norm(dim=-1)
+    seed_P = torch.stack([proj[va], proj[vb]], 1)[:, None]  # (H, 1, 2, 3, 4)
+    X = triangulate_dlt(seed_uv, seed_P, seed_w)
+    return va, vb, pa, pb, X, seed_uv, seed_w, seed_P
+
+
+def _compatible(
+    combos: Tensor, uv: Tensor, w: Tensor, proj: Tensor, present: Tensor, limit_px: float, min_joints: int
+):
+    """``(C, T)``: combination ``combos (C, V)`` passes the pairwise pre-check in each frame.
+
+    Two chosen persons are incompatible when the two-view skeleton they give reprojects with a
+    median error above ``limit_px`` in either of the two views (a selection holding them cannot
+    be valid); choosing a person absent from the frame duplicates choosing none and is skipped."""
+    T, V, P = uv.shape[:3]
+    va, vb, pa, pb, X, seed_uv, seed_w, seed_P = _seeds(uv, w, proj)
+    e = (project_pinhole(X, seed_P) - seed_uv).norm(dim=-1)  # (H, T, 2, J)
+    obs = (seed_w > 0) & torch.isfinite(e)
+    med = _nanmedian(torch.where(obs, e, float("nan")), -1)  # (H, T, 2)
+    bad = ((med >= limit_px) & (obs.sum(-1) >= min_joints)).any(
+        -1
+    )  # NaN compares False: unknown = compatible
+    Q = V * (V - 1) // 2
+    bad = bad.reshape(Q, P, P, T)
+    pairs = torch.tensor(
+        list(itertools.combinations(range(V), 2)), dtype=torch.long, device=uv.device
+    ).reshape(-1, 2)
+    ca, cb = combos[:, pairs[:, 0]], combos[:, pairs[:, 1]]  # (C, Q)
+    clash = bad[torch.arange(Q, device=uv.device)[None], ca.clamp(min=0), cb.clamp(min=0)]  # (C, Q, T)
+    clash = clash & ((ca >= 0) & (cb >= 0))[..., None]
+    absent = ~present.permute(1, 2, 0)[
+        torch.arange(V, device=uv.device)[None], combos.clamp(min=0)
+    ]  # (C, V, T)
+    absent = absent & (combos >= 0)[..., None]
+    return ~clash.any(1) & ~absent.any(1)
+
+
+def _pairwise_candidates(
+    uv: Tensor, w: Tensor, proj: Tensor, present: Tensor, threshold_px: float, min_joints: int
+):
+    """Selections ``(H, T, V)`` seeded by every pair of (view, person) and completed greedily:
+    every other view takes its person closest to the seed's two-view skeleton (median
+    reprojection error below ``threshold_px``), or none."""
+    T, V, P, J, _ = uv.shape
+    va, vb, pa, pb, X, *_ = _seeds(uv, w, proj)
+    H = len(va)
+    e = (project_pinhole(X, proj)[:, :, :, None] - uv[None]).norm(dim=-1)  # (H, T, V, P, J)
     obs = (w[None] > 0) & torch.isfinite(e)
     med = _nanmedian(torch.where(obs, e, float("nan")), -1)
     ok = (obs.sum(-1) >= min_joints) & present[None] & (med < threshold_px)
     sel = torch.where(ok.any(-1), torch.where(ok, med, float("inf")).argmin(-1), -1)
-    h = torch.arange(H, device=dev)
+    h = torch.arange(H, device=uv.device)
     sel[h, :, va] = torch.where(present[:, va, pa].T, pa[:, None], -1)
     sel[h, :, vb] = torch.where(present[:, vb, pb].T, pb[:, None], -1)
     return sel
@@ -161,11 +209,19 @@ def select_single_person(
     Returns:
         ``(V, T, J, 3)`` keypoints of the chosen person (NaN where none), same array type as
         the input; with ``return_info`` a tuple ``(keypoints, Association)``.
+
+    Example:
+        >>> kp = np.full((4, 10, 2, 17, 3), np.nan)  # doctest: +SKIP
+        >>> chosen, info = select_single_person(kp, rig, return_info=True)  # doctest: +SKIP
+        >>> info.person_index.shape  # doctest: +SKIP
+        (10, 4)
     """
     is_numpy = not isinstance(keypoints, Tensor)
     kp = torch.as_tensor(np.asarray(keypoints) if is_numpy else keypoints, dtype=torch.float64)
     if kp.ndim != 5 or kp.shape[-1] != 3:
-        raise ValueError(f"select_single_person: keypoints must have shape (V, T, P, J, 3), got {tuple(kp.shape)}")
+        raise ValueError(
+            f"select_single_person: keypoints must have shape (V, T, P, J, 3), got {tuple(kp.shape)}"
+        )
     V, T, P, J, _ = kp.shape
     if rig.num_views != V:
         raise ValueError(f"select_single_person: rig has {rig.num_views} cameras, keypoints {V}")
@@ -174,19 +230,24 @@ def select_single_person(
     conf = kpT[..., 2]
     w = torch.where(torch.isfinite(kpT).all(-1) & (conf >= min_confidence), conf, 0.0)
     present = (w > 0).sum(-1) >= min_joints  # (T, V, P)
-    ref = None if reference_centroid is None else torch.as_tensor(reference_centroid, dtype=torch.float64)
+    dev = kp.device
+    ref = (
+        None
+        if reference_centroid is None
+        else torch.as_tensor(reference_centroid, dtype=torch.float64, device=dev)
+    )
 
     if P == 1 or V < 2 or T == 0:
-        person = torch.where(present[..., 0], 0, -1) if P == 1 else present.to(torch.int8).argmax(-1)
-        if P != 1:
-            person = torch.where(present.any(-1), person, -1)
+        # Nothing to choose (one person per camera), or nothing to check it against.
+        first = present.to(torch.int8).argmax(-1)
+        person = torch.where(present.any(-1), first, -1)
         info = Association(
             person.cpu().numpy(),
             (person >= 0).sum(-1).cpu().numpy(),
             np.full(T, np.nan),
             np.zeros(T, bool),
             np.full((T, 3), np.nan),
-            None if ref is None else ref.numpy(),
+            None if ref is None else ref.cpu().numpy(),
             1,
             "single",
         )
@@ -205,26 +266,34 @@ def select_single_person(
         scheme = "exhaustive"
         options = [torch.arange(-1, int(pv[v]), device=kp.device) for v in range(V)]
         combos = torch.cartesian_prod(*options).reshape(-1, V)  # (C, V)
-        sel_all = None
         S = len(combos)
+        per_frame = S * V * J + (V * V * P * P * J)
     else:
         scheme = "pairwise"
-        combos = None
         S = (V * (V - 1) // 2) * P * P
-    block = max(1, _BLOCK_ELEMENTS // max(1, S * V * J * (P if scheme == "pairwise" else 1)))
+        per_frame = S * V * P * J
+    block = max(1, _BLOCK_ELEMENTS // max(1, per_frame))
 
-    keys = {k: [] for k in ("valid", "n", "err", "cen", "active", "sel")}
+    valid = torch.zeros(S, T, dtype=torch.bool, device=dev)
+    n_act = torch.zeros(S, T, dtype=torch.long, device=dev)
+    err = torch.full((S, T), float("nan"), dtype=torch.float64, device=dev)
+    cen = torch.full((S, T, 3), float("nan"), dtype=torch.float64, device=dev)
+    active = torch.zeros(S, T, V, dtype=torch.bool, device=dev)
+    sel_all = torch.full((S, T, V), -1, dtype=torch.long, device=dev)
     for s in range(0, T, block):  # memory-bounded blocks of frames, each fully batched
         e = min(T, s + block)
-        uv_b, w_b = uv[s:e], w[s:e]
+        uv_b, w_b, pr_b = uv[s:e], w[s:e], present[s:e]
         if scheme == "exhaustive":
             sel_b = combos[:, None, :].expand(S, e - s, V)
+            ok = _compatible(combos, uv_b, w_b, proj, pr_b, 2.0 * threshold_px, min_joints)
         else:
-            sel_b = _pairwise_candidates(uv_b, w_b, proj, present[s:e], threshold_px, min_joints)
-        active, valid, n_act, err, cen = _score(sel_b, uv_b, w_b, proj, threshold_px, min_joints)
-        for k, x in zip(keys, (valid, n_act, err, cen, active, sel_b)):
-            keys[k].append(x)
-    valid, n_act, err, cen, active, sel_all = (torch.cat(keys[k], 1) for k in keys)
+            sel_b = _pairwise_candidates(uv_b, w_b, proj, pr_b, threshold_px, min_joints)
+            ok = torch.ones(S, e - s, dtype=torch.bool, device=dev)
+        ci, ti = ok.nonzero(as_tuple=True)
+        a, v_, n_, e_, c_ = _score(sel_b[ci, ti], ti, uv_b, w_b, proj, threshold_px, min_joints)
+        tt = ti + s
+        active[ci, tt], valid[ci, tt], n_act[ci, tt], err[ci, tt], cen[ci, tt] = a, v_, n_, e_, c_
+        sel_all[ci, tt] = sel_b[ci, ti]
 
     # Best selection per frame: most active views, then the lowest error.
     n_key = torch.where(valid, n_act, -1)
@@ -232,41 +301,42 @@ def select_single_person(
     cand = valid & (n_key == best_n)
     err_c = torch.where(cand, err.nan_to_num(float("inf")), float("inf"))
     best_err, first = err_c.min(0)
-    t_idx = torch.arange(T)
+    t_idx = torch.arange(T, device=dev)
     tied = cand & (err_c <= best_err + tie_px)
-    d_first = (cen - cen[first, t_idx]).norm(dim=-1)
-    ambiguous = (tied & (d_first > tie_mm)).any(0) & (best_n >= 2)
+    c_first = cen[first, t_idx]  # (T, 3)
+    ambiguous = (tied & ((cen - c_first).norm(dim=-1) > tie_mm)).any(0) & (best_n >= 2)
     # Reference centroid: the last unambiguous frame's choice before t (else the next one after it).
     good = (best_n >= 2) & ~ambiguous
-    c_first = cen[first, t_idx]  # (T, 3)
-    pos = torch.where(good, t_idx, -1)
-    last = torch.cummax(pos, 0).values
+    last = torch.cummax(torch.where(good, t_idx, -1), 0).values
     prev = torch.cat([last.new_full((1,), -1), last[:-1]])
-    nxt_pos = torch.where(good, t_idx, T)
-    nxt = torch.flip(torch.cummin(torch.flip(nxt_pos, [0]), 0).values, [0])
+    nxt = torch.flip(torch.cummin(torch.flip(torch.where(good, t_idx, T), [0]), 0).values, [0])
     ref_t = torch.where((prev >= 0)[:, None], c_first[prev.clamp(min=0)], float("nan"))
     if ref is not None:
         ref_t = torch.where(torch.isnan(ref_t), ref.to(ref_t), ref_t)
     ref_t = torch.where(torch.isnan(ref_t) & (nxt < T)[:, None], c_first[nxt.clamp(max=T - 1)], ref_t)
-    dist = (cen - ref_t[None]).norm(dim=-1)  # (S, T)
-    dist = torch.where(tied, dist.nan_to_num(float("inf")), float("inf"))
-    by_ref = dist.argmin(0)
+    # No anchor at all (every frame ambiguous): hold on to the first frame's choice.
+    some = torch.nonzero(best_n >= 2).flatten()
+    if len(some):
+        ref_t = torch.where(torch.isnan(ref_t), c_first[some[0]], ref_t)
+    dist = torch.where(tied, (cen - ref_t[None]).norm(dim=-1).nan_to_num(float("inf")), float("inf"))
     use_ref = ambiguous & torch.isfinite(dist.min(0).values)
-    choice = torch.where(use_ref, by_ref, first)
+    choice = torch.where(use_ref, dist.argmin(0), first)
     has = best_n >= 2
 
     person = sel_all[choice, t_idx]  # (T, V)
     person = torch.where(active[choice, t_idx] & has[:, None], person, -1)
     out = _take(kp, person.clamp(min=0), person >= 0)
-    cen_c = torch.where(has[:, None], cen[choice, t_idx], float("nan"))
-    last_good = torch.nonzero(good).flatten()
-    new_ref = c_first[last_good[-1]].numpy() if len(last_good) else (None if ref is None else ref.numpy())
+    chosen_cen = torch.where(has[:, None], cen[choice, t_idx], float("nan"))
+    last = torch.nonzero(has).flatten()
+    new_ref = (
+        chosen_cen[last[-1]].cpu().numpy() if len(last) else (None if ref is None else ref.cpu().numpy())
+    )
     info = Association(
         person.cpu().numpy(),
         torch.where(has, n_act[choice, t_idx], 0).cpu().numpy(),
         torch.where(has, err[choice, t_idx], float("nan")).cpu().numpy(),
         (ambiguous & has).cpu().numpy(),
-        cen_c.cpu().numpy(),
+        chosen_cen.cpu().numpy(),
         new_ref,
         S,
         scheme,
@@ -278,5 +348,5 @@ def select_single_person(
 def _take(kp: Tensor, person: Tensor, keep: Tensor) -> Tensor:
     """``kp (V, T, P, J, 3)`` at ``person (T, V)`` -> ``(V, T, J, 3)``, NaN where not ``keep``."""
     V, T = kp.shape[:2]
-    out = kp[torch.arange(V)[:, None], torch.arange(T)[None, :], person.T]
+    out = kp[torch.arange(V, device=kp.device)[:, None], torch.arange(T, device=kp.device)[None, :], person.T]
     return torch.where(keep.T[..., None, None], out, float("nan"))

@@ -94,7 +94,9 @@ class Detections:
         self.source = tuple(Path(p) for p in self.source)
         if self.joint_names is None:
             self.joint_names = (
-                get_skeleton(self.skeleton).joint_names if self.skeleton else tuple(f"joint_{j:02d}" for j in range(J))
+                get_skeleton(self.skeleton).joint_names
+                if self.skeleton
+                else tuple(f"joint_{j:02d}" for j in range(J))
             )
         self.joint_names = tuple(self.joint_names)
         if len(self.joint_names) != J:
@@ -194,7 +196,9 @@ def resolve_skeleton(num_keypoints: int, skeleton: str | Skeleton | None, source
     if num_keypoints == 25:
         raise ValueError(
             f"{source}: 25 keypoints per person fit both OpenPose BODY_25 and BODY_25B, whose joint orders "
-            "differ; pass the set explicitly (--skeleton body25 or --skeleton body25b; Pose2Sim's demo is body25b)"
+            "differ; pass the set explicitly: --skeleton body25 (OpenPose's default model) or "
+            "--skeleton body25b"
+            " (the BODY_25B model, used e.g. by Pose2Sim)"
         )
     if num_keypoints == 17:
         logger.info(
@@ -235,7 +239,10 @@ def _frame_number(path: Path) -> int | None:
 def _camera_folders(folder: Path) -> list[Path]:
     """Sub-folders holding JSON files (or nothing at all: a camera without detections), naturally sorted."""
     dirs = []
-    for d in sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: _natural_key(p.name)):
+    for d in sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: _natural_key(p.name),
+    ):
         has_json = any(f.suffix.lower() == ".json" for f in d.iterdir())
         if has_json or not any(d.iterdir()):
             dirs.append(d)
@@ -307,7 +314,9 @@ def read_openpose(folder, skeleton: str | Skeleton | None = None) -> Detections:
     for cam in cams:
         per_frame: dict[int, list[np.ndarray] | None] = {}
         files: dict[int, Path] = {}
-        json_files = sorted((f for f in cam.iterdir() if f.suffix.lower() == ".json"), key=lambda p: _natural_key(p.name))
+        json_files = sorted(
+            (f for f in cam.iterdir() if f.suffix.lower() == ".json"), key=lambda p: _natural_key(p.name)
+        )
         if not json_files:
             report.warn("empty", f"{cam}: no JSON files; camera '{cam.name}' has no detections (all NaN)")
         for f in json_files:
@@ -328,7 +337,9 @@ def read_openpose(folder, skeleton: str | Skeleton | None = None) -> Detections:
         files_of.append(files)
     frames = sorted(set().union(*[p.keys() for p in parsed]))
     if not frames:
-        raise ValueError(f"detections folder '{folder}': no readable OpenPose JSON file in {[c.name for c in cams]}")
+        raise ValueError(
+            f"detections folder '{folder}': no readable OpenPose JSON file in {[c.name for c in cams]}"
+        )
     # Keypoint count: from the skeleton, else the most common count.
     counts = Counter(a.size // 3 for p in parsed for people in p.values() if people for a in people)
     if skeleton is not None:
@@ -342,7 +353,8 @@ def read_openpose(folder, skeleton: str | Skeleton | None = None) -> Detections:
         raise ValueError(f"detections folder '{folder}': no person in any file; nothing to triangulate")
     if counts and J not in counts:
         raise ValueError(
-            f"detections folder '{folder}': skeleton {get_skeleton(skeleton).name!r} has {J} keypoints but the "
+            f"detections folder '{folder}': skeleton {get_skeleton(skeleton).name!r} has {J} keypoints "
+            "but the "
             f"files hold {dict(counts)} (keypoints: persons)"
         )
     skel_name = resolve_skeleton(J, skeleton, folder)
@@ -359,7 +371,8 @@ def read_openpose(folder, skeleton: str | Skeleton | None = None) -> Detections:
                 report.warn(
                     "count",
                     f"{files_of[v][n]}: {sorted(sizes)} keypoints per person, expected {J}"
-                    f"{f' ({skel_name})' if skel_name else ''}; frame {n} of camera '{cams[v].name}' left empty (NaN)",
+                    f"{f' ({skel_name})' if skel_name else ''}; frame {n} of camera '{cams[v].name}' "
+                    "left empty (NaN)",
                 )
                 continue
             arr = np.stack(people).reshape(len(people), J, 3)
@@ -442,7 +455,8 @@ def read_npz(path, skeleton: str | Skeleton | None = None) -> Detections:
             arrays = [k for k in keys if npz[k].ndim >= 4]
             if len(arrays) != 1:
                 raise ValueError(
-                    f"detections file '{path}': expected an array 'keypoints' of shape (V, T, J, 3); found keys {keys}"
+                    f"detections file '{path}': expected an array 'keypoints' of shape (V, T, J, 3); "
+                    f"found keys {keys}"
                 )
             key = arrays[0]
         try:
@@ -460,7 +474,9 @@ def read_npz(path, skeleton: str | Skeleton | None = None) -> Detections:
     if kp.ndim == 4:
         kp = kp[:, :, None]
     V, T = kp.shape[:2]
-    names = [str(n) for n in np.asarray(extra["camera_names"]).reshape(-1)] if "camera_names" in extra else None
+    names = (
+        [str(n) for n in np.asarray(extra["camera_names"]).reshape(-1)] if "camera_names" in extra else None
+    )
     if names is not None and len(names) != V:
         raise ValueError(
             f"detections file '{path}': field 'camera_names' has {len(names)} names but '{key}' has V = {V} "
@@ -470,7 +486,9 @@ def read_npz(path, skeleton: str | Skeleton | None = None) -> Detections:
         names = [f"cam{v + 1}" for v in range(V)]
     frames = np.asarray(extra["frame_indices"]).reshape(-1) if "frame_indices" in extra else np.arange(T)
     if len(frames) != T:
-        raise ValueError(f"detections file '{path}': field 'frame_indices' has {len(frames)} entries for T = {T}")
+        raise ValueError(
+            f"detections file '{path}': field 'frame_indices' has {len(frames)} entries for T = {T}"
+        )
     if skeleton is None and "skeleton" in extra and str(extra["skeleton"]):
         skeleton = str(extra["skeleton"])
     skel_name = resolve_skeleton(kp.shape[3], skeleton, path)
@@ -487,7 +505,9 @@ def load_detections(path, skeleton: str | Skeleton | None = None) -> Detections:
     """Read detections from a folder of per-camera OpenPose JSON folders or an ``.npz`` file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"detections '{path}' not found (expected a folder of camera folders or an .npz)")
+        raise FileNotFoundError(
+            f"detections '{path}' not found (expected a folder of camera folders or an .npz)"
+        )
     if path.is_dir():
         return read_openpose(path, skeleton)
     if path.suffix.lower() == ".npz":
@@ -497,7 +517,9 @@ def load_detections(path, skeleton: str | Skeleton | None = None) -> Detections:
             f"detections '{path}' is a single JSON file; pass the folder holding one sub-folder of OpenPose "
             f"JSON files per camera (e.g. {path.parent.parent})"
         )
-    raise ValueError(f"detections '{path}': unknown format; expected a folder of OpenPose JSON folders or an .npz")
+    raise ValueError(
+        f"detections '{path}': unknown format; expected a folder of OpenPose JSON folders or an .npz"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -530,11 +552,7 @@ def match_cameras(detection_names: Sequence[str], rig_names: Sequence[str]) -> t
         return [rig_plain.index(_plain(n)) for n in det], "by name"
     dnum = [camera_number(n) for n in det]
     rnum = [camera_number(n) for n in rig]
-    if (
-        None not in dnum
-        and len(set(dnum)) == len(dnum)
-        and all(rnum.count(k) == 1 for k in dnum)
-    ):
+    if None not in dnum and len(set(dnum)) == len(dnum) and all(rnum.count(k) == 1 for k in dnum):
         return [rnum.index(k) for k in dnum], "by camera number"
     if len(det) == len(rig):
         det_order = sorted(range(len(det)), key=lambda i: _natural_key(det[i]))

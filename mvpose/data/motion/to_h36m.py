@@ -15,32 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from mvpose.skeleton import H36M17
+
 from .types import Motion
 
 __all__ = ["H36M17_NAMES", "H36M17_PARENTS", "H36M17_FROM", "detect_rig", "motion_to_h36m17", "h36m17_notes"]
 
-H36M17_NAMES: tuple[str, ...] = (
-    "pelvis",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-    "spine",
-    "thorax",
-    "neck_nose",
-    "head",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-)
-"""Human3.6M 17 joints in VideoPose3D's order (to be reconciled with ``mvpose.skeleton.H36M17``)."""
+H36M17_NAMES: tuple[str, ...] = H36M17.joint_names
+"""Human3.6M 17 joints in VideoPose3D's order (:data:`mvpose.skeleton.H36M17`)."""
 
-H36M17_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+H36M17_PARENTS: tuple[int, ...] = H36M17.parents
 """Parent of each joint of :data:`H36M17_NAMES` (VideoPose3D's skeleton)."""
 
 _EXACT = "direct: the same anatomical joint centre"

@@ -1,0 +1,537 @@
+"""Triangulate a capture: calibration + per-camera 2D detections -> 3D joints (mm), with reports.
+
+``triangulate_capture`` reads (or takes) a :class:`~mvpose.geometry.camera.CameraRig` and
+:class:`~mvpose.pipeline.detections.Detections`, matches their cameras, picks the subject in every
+frame (:func:`~mvpose.pipeline.association.select_single_person`) and triangulates chunks of frames
+with :meth:`CameraRig.triangulate`. ``write_result`` saves ``.npz`` or ``.json``; ``read_result``
+reads either back; ``format_summary`` prints the per-camera report. See docs/triangulate.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings as _warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mvpose.geometry.camera import CameraRig
+from mvpose.geometry.triangulation import METHODS
+from mvpose.pipeline.association import select_single_person
+from mvpose.pipeline.detections import Detections, load_detections, match_cameras
+from mvpose.skeleton import Skeleton, get_skeleton
+
+__all__ = ["TriangulationResult", "triangulate_capture", "write_result", "read_result", "format_summary"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "mvpose-triangulation/1"
+UNITS = {"points_3d": "mm", "reprojection_error": "px"}
+_STATS = (
+    "frames_detected",
+    "detected_fraction",
+    "used_fraction",
+    "median_error_px",
+    "p90_error_px",
+    "views_dropped",
+)
+
+
+@dataclass
+class TriangulationResult:
+    """3D joints of one capture and how they were obtained.
+
+    Attributes:
+        points_3d_mm: ``(T, J, 3)`` float64 world coordinates in mm; NaN where not triangulated.
+        reprojection_error_px: ``(T, V, J)`` px between the projected 3D joint (with lens
+            distortion) and the raw detection; NaN where the view was not used or is missing.
+        views_used: ``(T, V, J)`` bool, the observations the 3D joint was solved from.
+        person_index: ``(T, V)`` int64, the detected person chosen as the subject (-1: none).
+        joint_names, camera_names: ``J`` and ``V`` names (calibration camera names).
+        frame_indices: ``(T,)`` frame numbers of the detections.
+        skeleton: keypoint set name (``None`` if unknown).
+        camera_stats: per camera ``(V,)`` arrays: ``frames_detected`` (frames where the subject has
+            a confident keypoint), ``detected_fraction`` and ``used_fraction`` (of ``T * J``),
+            ``median_error_px`` and ``p90_error_px`` (over used observations), ``views_dropped``
+            (frames where people were detected but none was consistent with the other views).
+        settings: the options and inputs (paths, method, thresholds, camera mapping).
+        warnings: problems met (files, frames, cameras).
+    """
+
+    points_3d_mm: np.ndarray
+    reprojection_error_px: np.ndarray
+    views_used: np.ndarray
+    person_index: np.ndarray
+    joint_names: tuple[str, ...]
+    camera_names: tuple[str, ...]
+    frame_indices: np.ndarray
+    skeleton: str | None
+    camera_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return self.points_3d_mm.shape[0]
+
+    def overall(self) -> dict[str, float]:
+        """Overall figures: median / p90 / mean reprojection error (px) over used observations,
+        number of observations, fraction of joints triangulated, frames with a camera missing the
+        subject, frames without any 3D joint."""
+        err = self.reprojection_error_px[self.views_used]
+        err = err[np.isfinite(err)]
+        finite = np.isfinite(self.points_3d_mm).all(-1)
+        detected = (self.person_index >= 0) if self.person_index.size else np.zeros((0, 0), bool)
+        return {
+            "median_error_px": float(np.median(err)) if err.size else float("nan"),
+            "p90_error_px": float(np.percentile(err, 90)) if err.size else float("nan"),
+            "mean_error_px": float(err.mean()) if err.size else float("nan"),
+            "observations": int(err.size),
+            "joints_triangulated": float(finite.mean()) if finite.size else 0.0,
+            "frames_missing_camera": int((~detected).any(-1).sum()) if detected.size else 0,
+            "frames_without_3d": int((~finite.any(-1)).sum()) if finite.size else 0,
+        }
+
+
+def _load_rig(calib, subject) -> CameraRig:
+    if isinstance(calib, CameraRig):
+        return calib
+    from mvpose.calib import load_rig
+
+    return load_rig(calib, subject=subject)
+
+
+def _nanpercentile(x: np.ndarray, q: float, axis) -> np.ndarray:
+    """Percentile over the non-NaN values along ``axis`` (NaN where there are none, silently)."""
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(x, q, axis=axis)
+
+
+def triangulate_capture(
+    calib,
+    detections,
+    skeleton: str | Skeleton | None = None,
+    method: str = "robust+refine",
+    min_confidence: float = 0.3,
+    threshold_px: float = 15.0,
+    subject=None,
+    progress: bool = True,
+    chunk_frames: int = 256,
+    association_threshold_px: float = 50.0,
+) -> TriangulationResult:
+    """Triangulate every frame of a capture.
+
+    Args:
+        calib: calibration file (anything :func:`mvpose.calib.load_rig` reads) or a ``CameraRig``.
+        detections: a folder of per-camera OpenPose JSON folders, an ``.npz``, or :class:`Detections`.
+        skeleton: keypoint set of the detections (required for 25 keypoints: body25 / body25b).
+        method: ``"dlt"``, ``"robust"``, ``"refine"`` or ``"robust+refine"``.
+        min_confidence: keypoints below this confidence are not used (weight = confidence above).
+        threshold_px: outlier threshold of the robust methods (reprojection error, px).
+        subject: which rig of a calibration file holding several.
+        progress: show a progress bar.
+        chunk_frames: frames triangulated per batch (bounds memory).
+        association_threshold_px: a camera's person is rejected as not the subject when the median
+            reprojection error of its joints exceeds this (px).
+
+    Returns:
+        :class:`TriangulationResult` (shapes ``(T, J, 3)``, ``(T, V, J)``).
+
+    Raises:
+        ValueError / FileNotFoundError: bad inputs (the message names the file, field or option).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if not min_confidence >= 0:
+        raise ValueError(f"min_confidence must be >= 0, got {min_confidence}")
+    if not threshold_px > 0:
+        raise ValueError(f"threshold_px must be > 0, got {threshold_px}")
+    if int(chunk_frames) < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    rig = _load_rig(calib, subject).to(dtype=torch.float64)
+    if isinstance(detections, Detections):
+        det = detections
+        if skeleton is not None:
+            sk = get_skeleton(skeleton)
+            if sk.num_joints != det.num_joints:
+                raise ValueError(
+                    f"skeleton {sk.name!r} has {sk.num_joints} joints but the detections "
+                    f"({', '.join(str(p) for p in det.source[:1]) or 'given'}) have {det.num_joints}"
+                )
+            if det.skeleton != sk.name:
+                det = Detections(
+                    det.keypoints,
+                    det.camera_names,
+                    det.frame_indices,
+                    det.source,
+                    sk.name,
+                    None,
+                    list(det.warnings),
+                )
+    else:
+        det = load_detections(detections, skeleton)
+    warnings = list(det.warnings)
+
+    index, how = match_cameras(det.camera_names, rig.names)
+    mapping = {d: rig.names[i] for d, i in zip(det.camera_names, index)}
+    logger.info("cameras matched %s: %s", how, ", ".join(f"{d} -> {r}" for d, r in mapping.items()))
+    if how.startswith("by sorted order"):
+        warnings.append(
+            "detection cameras matched to calibration cameras by sorted order (names do not match): "
+            + ", ".join(f"{d} -> {r}" for d, r in mapping.items())
+        )
+    unused = [n for i, n in enumerate(rig.names) if i not in index]
+    if unused:
+        warnings.append(f"calibration cameras without detections (ignored): {', '.join(unused)}")
+    rig = rig.select(index)
+    V, T, P, J = det.num_views, det.num_frames, det.num_persons, det.num_joints
+    if V < 2:
+        raise ValueError(
+            f"need detections from at least 2 cameras to triangulate, got {V} ({det.camera_names})"
+        )
+
+    kp_all = det.keypoints
+    warnings += _check_image_bounds(kp_all, rig, min_confidence)
+
+    X_all = np.full((T, J, 3), np.nan)
+    err_all = np.full((T, V, J), np.nan)
+    used_all = np.zeros((T, V, J), bool)
+    person_all = np.full((T, V), -1, np.int64)
+    dropped = np.zeros(V, np.int64)
+    non_first = np.zeros(V, np.int64)
+    ambiguous = 0
+    ref = None
+    generator = torch.Generator().manual_seed(0)
+    chunk = int(chunk_frames)
+    with tqdm(total=T, desc="triangulate", unit="frame", disable=not progress, leave=False) as bar:
+        for s in range(0, T, chunk):  # I/O-level chunks; each chunk is one batched solve
+            e = min(T, s + chunk)
+            kp, info = select_single_person(
+                kp_all[:, s:e],
+                rig,
+                min_confidence=min_confidence,
+                threshold_px=association_threshold_px,
+                reference_centroid=ref,
+                return_info=True,
+            )
+            ref = info.reference_centroid
+            person_all[s:e] = info.person_index
+            if info.scheme != "single":
+                conf = kp_all[:, s:e, :, :, 2]
+                seen = ((conf >= min_confidence).sum(-1) >= 3).any(-1).T  # (Tc, V) someone detected
+                dropped += (seen & (info.person_index < 0)).sum(0)
+                non_first += (info.person_index > 0).sum(0)
+                ambiguous += int(info.ambiguous.sum())
+            px = torch.from_numpy(np.ascontiguousarray(kp[..., :2].transpose(1, 0, 2, 3)))  # (Tc, V, J, 2)
+            c = torch.from_numpy(np.ascontiguousarray(kp[..., 2].transpose(1, 0, 2)))
+            w = torch.where(c >= min_confidence, c, 0.0).nan_to_num(0.0)
+            X, used = rig.triangulate(
+                px, w, method=method, threshold_px=threshold_px, return_views=True, generator=generator
+            )
+            used = used & torch.isfinite(X).all(-1).unsqueeze(-2) & (w > 0)
+            err = rig.reprojection_error(X, px)
+            err = torch.where(used, err, float("nan"))
+            X_all[s:e] = X.numpy()
+            err_all[s:e] = err.numpy()
+            used_all[s:e] = used.numpy()
+            bar.update(e - s)
+
+    # Per-camera statistics.
+    sub_conf = np.take_along_axis(kp_all[..., 2], np.clip(person_all.T, 0, None)[:, :, None, None], axis=2)[
+        :, :, 0
+    ]  # (V, T, J)
+    sub_conf = np.where(person_all.T[..., None] >= 0, sub_conf, np.nan)
+    detected = np.nan_to_num(sub_conf, nan=0.0) >= max(min_confidence, 1e-12)
+    denom = max(1, T * J)
+    err_v = err_all.transpose(1, 0, 2).reshape(V, -1)
+    stats = {
+        "frames_detected": detected.any(-1).sum(-1).astype(np.int64),
+        "detected_fraction": detected.sum((1, 2)) / denom,
+        "used_fraction": used_all.sum((0, 2)) / denom,
+        "median_error_px": _nanpercentile(err_v, 50, axis=1),
+        "p90_error_px": _nanpercentile(err_v, 90, axis=1),
+        "views_dropped": dropped,
+    }
+    for v, name in enumerate(rig.names):
+        if stats["frames_detected"][v] == 0:
+            warnings.append(
+                f"camera {name} ({det.camera_names[v]}): no detection of the subject in any frame"
+            )
+        elif stats["used_fraction"][v] < 0.25 * max(stats["detected_fraction"][v], 1e-9):
+            warnings.append(
+                f"camera {name} ({det.camera_names[v]}): only {100 * stats['used_fraction'][v]:.0f}% of "
+                "joints used "
+                f"although {100 * stats['detected_fraction'][v]:.0f}% detected: check its calibration"
+            )
+        if dropped[v] > 0.2 * T:
+            warnings.append(
+                f"camera {name} ({det.camera_names[v]}): in {dropped[v]} frames no detected person agreed "
+                "with the "
+                "other cameras"
+            )
+    n_det, n_used = int(detected.sum()), int(used_all.sum())
+    if method.startswith("robust") and n_det and n_used < 0.8 * n_det:
+        warnings.append(
+            f"the robust method rejected {100 * (1 - n_used / n_det):.0f}% of the confident detections as "
+            f"outliers (reprojection error above --threshold-px {threshold_px:g}); if the DLT error of this "
+            "calibration is "
+            "close to the threshold (see --method dlt), a larger threshold keeps more views"
+        )
+    settings = {
+        "method": method,
+        "min_confidence": float(min_confidence),
+        "threshold_px": float(threshold_px),
+        "association_threshold_px": float(association_threshold_px),
+        "chunk_frames": chunk,
+        "calibration": str(calib)
+        if not isinstance(calib, CameraRig)
+        else str(rig.meta.get("source", "CameraRig")),
+        "subject": None if subject is None else str(subject),
+        "detections": str(detections)
+        if not isinstance(detections, Detections)
+        else [str(p) for p in det.source],
+        "camera_mapping": {d: r for d, r in mapping.items()},
+        "camera_matching": how,
+        "detection_cameras": list(det.camera_names),
+        "max_persons": int(P),
+        "frames_subject_not_first": {r: int(n) for r, n in zip(rig.names, non_first)},
+        "frames_ambiguous": int(ambiguous),
+    }
+    return TriangulationResult(
+        X_all,
+        err_all,
+        used_all,
+        person_all,
+        tuple(det.joint_names),
+        tuple(rig.names),
+        np.asarray(det.frame_indices, np.int64),
+        det.skeleton,
+        stats,
+        settings,
+        warnings,
+    )
+
+
+def _check_image_bounds(kp: np.ndarray, rig: CameraRig, min_confidence: float) -> list[str]:
+    """Warn about cameras whose confident keypoints fall outside the calibrated image size."""
+    if rig.image_size is None:
+        return []
+    size = rig.image_size.cpu().numpy().astype(np.float64)  # (V, 2)
+    xy, c = kp[..., :2], kp[..., 2]
+    ok = np.nan_to_num(c, nan=0.0) >= min_confidence
+    lo, hi = -0.05 * size, 1.05 * size
+    out = ((xy < lo[:, None, None, None]) | (xy > hi[:, None, None, None])).any(-1) & ok
+    n_ok = ok.sum((1, 2, 3))
+    frac = out.sum((1, 2, 3)) / np.maximum(n_ok, 1)
+    msgs = []
+    for v in np.flatnonzero(frac > 0.05):
+        msgs.append(
+            f"camera {rig.names[v]}: {100 * frac[v]:.0f}% of its keypoints lie outside the calibrated image "
+            f"{int(size[v, 0])}x{int(size[v, 1])} px: wrong camera order, or images resized after "
+            "calibration?"
+        )
+        logger.warning(msgs[-1])
+    return msgs
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _null_nan(a: np.ndarray):
+    """Nested lists with NaN -> None (JSON null)."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return a.tolist()
+    obj = a.astype(object)
+    obj[~np.isfinite(a)] = None
+    return obj.tolist()
+
+
+def write_result(result: TriangulationResult, path) -> Path:
+    """Write ``result`` to ``path``: ``.npz`` (arrays + names) or ``.json`` (the same as lists,
+    NaN as null, with a ``units`` block). Returns the path written (atomic write)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".json"):
+        raise ValueError(f"output '{path}': unknown format {suffix or '(no suffix)'!r}; use .npz or .json")
+    overall = result.overall()
+    if suffix == ".npz":
+        arrays = {
+            "points_3d_mm": result.points_3d_mm,
+            "reprojection_error_px": result.reprojection_error_px,
+            "views_used": result.views_used,
+            "person_index": result.person_index,
+            "frame_indices": result.frame_indices,
+            "joint_names": np.asarray(result.joint_names, dtype=str),
+            "camera_names": np.asarray(result.camera_names, dtype=str),
+            "skeleton": np.asarray(result.skeleton or "", dtype=str),
+            "warnings": np.asarray(result.warnings, dtype=str).reshape(-1),
+            "settings_json": np.asarray(json.dumps(result.settings)),
+            "overall_json": np.asarray(json.dumps(overall)),
+            "units_json": np.asarray(json.dumps(UNITS)),
+            "format": np.asarray(FORMAT),
+        }
+        arrays.update({f"camera_{k}": np.asarray(v) for k, v in result.camera_stats.items()})
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+    else:
+        doc = {
+            "format": FORMAT,
+            "units": UNITS,
+            "skeleton": result.skeleton,
+            "joint_names": list(result.joint_names),
+            "camera_names": list(result.camera_names),
+            "frame_indices": result.frame_indices.tolist(),
+            "points_3d_mm": _null_nan(result.points_3d_mm),
+            "reprojection_error_px": _null_nan(result.reprojection_error_px),
+            "views_used": result.views_used.astype(bool).tolist(),
+            "person_index": result.person_index.tolist(),
+            "camera_stats": {k: _null_nan(v) for k, v in result.camera_stats.items()},
+            "overall": {
+                k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in overall.items()
+            },
+            "settings": result.settings,
+            "warnings": list(result.warnings),
+        }
+
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(doc, f, allow_nan=False)
+
+    _atomic_write(path, write)
+    return path
+
+
+def _from_json_array(x, dtype=np.float64) -> np.ndarray:
+    """Lists from JSON (null -> NaN for floats)."""
+    return np.asarray(x, dtype=dtype)
+
+
+def read_result(path) -> TriangulationResult:
+    """Read a result written by :func:`write_result` (``.npz`` or ``.json``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"result file '{path}' not found")
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            stats = {
+                k[len("camera_") :]: z[k] for k in z.files if k.startswith("camera_") and k != "camera_names"
+            }
+            skel = str(z["skeleton"])
+            return TriangulationResult(
+                z["points_3d_mm"],
+                z["reprojection_error_px"],
+                z["views_used"].astype(bool),
+                z["person_index"],
+                tuple(str(n) for n in z["joint_names"]),
+                tuple(str(n) for n in z["camera_names"]),
+                z["frame_indices"],
+                skel or None,
+                stats,
+                json.loads(str(z["settings_json"])),
+                [str(w) for w in z["warnings"]],
+            )
+    if path.suffix.lower() == ".json":
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        if doc.get("format") != FORMAT:
+            raise ValueError(
+                f"result file '{path}': field 'format' is {doc.get('format')!r}, expected {FORMAT!r}"
+            )
+        T, V, J = len(doc["frame_indices"]), len(doc["camera_names"]), len(doc["joint_names"])
+        return TriangulationResult(
+            _from_json_array(doc["points_3d_mm"]).reshape(T, J, 3),
+            _from_json_array(doc["reprojection_error_px"]).reshape(T, V, J),
+            np.asarray(doc["views_used"], dtype=bool).reshape(T, V, J),
+            np.asarray(doc["person_index"], dtype=np.int64).reshape(T, V),
+            tuple(doc["joint_names"]),
+            tuple(doc["camera_names"]),
+            np.asarray(doc["frame_indices"], dtype=np.int64),
+            doc.get("skeleton"),
+            {
+                k: _from_json_array(v, np.int64 if k in ("frames_detected", "views_dropped") else np.float64)
+                for k, v in doc.get("camera_stats", {}).items()
+            },
+            doc.get("settings", {}),
+            list(doc.get("warnings", [])),
+        )
+    raise ValueError(f"result file '{path}': unknown format; expected .npz or .json")
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float, spec: str = ".1f") -> str:
+    return "-" if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def format_summary(result: TriangulationResult, max_warnings: int = 10) -> str:
+    """A compact text report: one row per camera, overall figures, warnings."""
+    T, V, J = result.reprojection_error_px.shape if result.reprojection_error_px.ndim == 3 else (0, 0, 0)
+    s = result.camera_stats
+    o = result.overall()
+    det_names = result.settings.get("detection_cameras", list(result.camera_names))
+    fi = result.frame_indices
+    frames = f"{T} frames" + (f" ({fi[0]}..{fi[-1]})" if T else "")
+    lines = [
+        f"triangulated {frames}, {V} cameras, {J} joints"
+        f"{f' ({result.skeleton})' if result.skeleton else ''}, method {result.settings.get('method', '?')}",
+        "",
+        f"{'camera':<12} {'detections':<14} {'frames':>7} {'detected':>9} {'used':>7} {'median px':>10} "
+        f"{'p90 px':>8}",
+    ]
+    for v, name in enumerate(result.camera_names):
+        src = det_names[v] if v < len(det_names) else ""
+        lines.append(
+            f"{name:<12} {src:<14} {int(s['frames_detected'][v]):>7d} "
+            f"{100 * s['detected_fraction'][v]:>8.1f}% {100 * s['used_fraction'][v]:>6.1f}% "
+            f"{_fmt(s['median_error_px'][v]):>10} {_fmt(s['p90_error_px'][v]):>8}"
+        )
+    lines += [
+        "",
+        f"reprojection error: median {_fmt(o['median_error_px'])} px, p90 {_fmt(o['p90_error_px'])} px, "
+        f"mean {_fmt(o['mean_error_px'])} px over {o['observations']} observations",
+        f"joints triangulated: {100 * o['joints_triangulated']:.1f}% of {T * J}; frames with a camera "
+        "missing the "
+        f"subject: {o['frames_missing_camera']}; frames without any 3D joint: {o['frames_without_3d']}",
+    ]
+    nf = result.settings.get("frames_subject_not_first", {})
+    picked = {k: v for k, v in nf.items() if v}
+    if result.settings.get("max_persons", 1) > 1:
+        extra = ", ".join(f"{k}: {v}" for k, v in picked.items()) if picked else "none"
+        lines.append(
+            f"association: up to {result.settings['max_persons']} people per image; frames where the subject "
+            f"was not the first person listed: {extra}; ambiguous frames: "
+            f"{result.settings.get('frames_ambiguous', 0)}"
+        )
+    if result.warnings:
+        lines += ["", f"warnings ({len(result.warnings)}):"]
+        lines += [f"  - {w}" for w in result.warnings[:max_warnings]]
+        if len(result.warnings) > max_warnings:
+            lines.append(f"  ... and {len(result.warnings) - max_warnings} more")
+    return "\n".join(lines)
