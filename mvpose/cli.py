@@ -72,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", default="robust+refine", choices=("dlt", "robust", "refine", "robust+refine"))
     p.add_argument("--min-confidence", type=float, default=0.3, help="ignore keypoints below this confidence")
-    p.add_argument("--threshold-px", type=float, default=15.0, help="outlier threshold of the robust methods")
+    p.add_argument(
+        "--threshold-px",
+        type=float,
+        default=25.0,
+        help="outlier threshold (px) of the robust methods; 25 suits OpenPose on HD video, lower it for cleaner 2D",
+    )
     p.add_argument("--subject", default=None, help="rig to use when the calibration file holds several")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_triangulate)

@@ -37,8 +37,8 @@ def test_example_round_trip(example):
     # The bystander is listed first in cam_01: the subject is person 1 there in every frame.
     assert (res.person_index[:, 0] == 1).all() and (res.person_index[:, 2:] == 0).all()
     assert res.settings["camera_matching"] == "by camera number"
-    # Reprojection errors exist exactly where views were used, and are small (1.5 px noise).
-    assert (np.isfinite(res.reprojection_error_px) == res.views_used).all()
+    # Reprojection errors exist wherever views were used (and for rejected detections); small at 1.5 px noise.
+    assert (np.isfinite(res.reprojection_error_px) >= res.views_used).all()
     assert res.overall()["median_error_px"] < 3.0
     # The NPZ of the subject alone gives the same quality.
     res2 = triangulate_capture(

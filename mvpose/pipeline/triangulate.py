@@ -50,7 +50,8 @@ class TriangulationResult:
     Attributes:
         points_3d_mm: ``(T, J, 3)`` float64 world coordinates in mm; NaN where not triangulated.
         reprojection_error_px: ``(T, V, J)`` px between the projected 3D joint (with lens
-            distortion) and the raw detection; NaN where the view was not used or is missing.
+            distortion) and the raw detection, for every confident detection (also those the
+            robust methods rejected: see ``views_used``); NaN where missing or not triangulated.
         views_used: ``(T, V, J)`` bool, the observations the 3D joint was solved from.
         person_index: ``(T, V)`` int64, the detected person chosen as the subject (-1: none).
         joint_names, camera_names: ``J`` and ``V`` names (calibration camera names).
@@ -82,10 +83,12 @@ class TriangulationResult:
 
     def overall(self) -> dict[str, float]:
         """Overall figures: median / p90 / mean reprojection error (px) over used observations,
-        number of observations, fraction of joints triangulated, frames with a camera missing the
-        subject, frames without any 3D joint."""
+        the median over all confident detections (rejected outliers included), number of
+        observations, fraction of joints triangulated, frames with a camera missing the subject,
+        frames without any 3D joint."""
         err = self.reprojection_error_px[self.views_used]
         err = err[np.isfinite(err)]
+        err_all = self.reprojection_error_px[np.isfinite(self.reprojection_error_px)]
         finite = np.isfinite(self.points_3d_mm).all(-1)
         detected = (self.person_index >= 0) if self.person_index.size else np.zeros((0, 0), bool)
         return {
@@ -93,6 +96,8 @@ class TriangulationResult:
             "p90_error_px": float(np.percentile(err, 90)) if err.size else float("nan"),
             "mean_error_px": float(err.mean()) if err.size else float("nan"),
             "observations": int(err.size),
+            "median_error_all_px": float(np.median(err_all)) if err_all.size else float("nan"),
+            "detections": int(err_all.size),
             "joints_triangulated": float(finite.mean()) if finite.size else 0.0,
             "frames_missing_camera": int((~detected).any(-1).sum()) if detected.size else 0,
             "frames_without_3d": int((~finite.any(-1)).sum()) if finite.size else 0,
@@ -237,7 +242,7 @@ def triangulate_capture(
             )
             used = used & torch.isfinite(X).all(-1).unsqueeze(-2) & (w > 0)
             err = rig.reprojection_error(X, px)
-            err = torch.where(used, err, float("nan"))
+            err = torch.where((w > 0) & torch.isfinite(X).all(-1).unsqueeze(-2), err, float("nan"))
             X_all[s:e] = X.numpy()
             err_all[s:e] = err.numpy()
             used_all[s:e] = used.numpy()
@@ -250,7 +255,7 @@ def triangulate_capture(
     sub_conf = np.where(person_all.T[..., None] >= 0, sub_conf, np.nan)
     detected = np.nan_to_num(sub_conf, nan=0.0) >= max(min_confidence, 1e-12)
     denom = max(1, T * J)
-    err_v = err_all.transpose(1, 0, 2).reshape(V, -1)
+    err_v = np.where(used_all, err_all, np.nan).transpose(1, 0, 2).reshape(V, -1)
     stats = {
         "frames_detected": detected.any(-1).sum(-1).astype(np.int64),
         "detected_fraction": detected.sum((1, 2)) / denom,
@@ -515,7 +520,8 @@ def format_summary(result: TriangulationResult, max_warnings: int = 10) -> str:
     lines += [
         "",
         f"reprojection error: median {_fmt(o['median_error_px'])} px, p90 {_fmt(o['p90_error_px'])} px, "
-        f"mean {_fmt(o['mean_error_px'])} px over {o['observations']} observations",
+        f"mean {_fmt(o['mean_error_px'])} px over {o['observations']} observations used; "
+        f"median {_fmt(o['median_error_all_px'])} px over all {o['detections']} confident detections",
         f"joints triangulated: {100 * o['joints_triangulated']:.1f}% of {T * J}; frames with a camera "
         "missing the "
         f"subject: {o['frames_missing_camera']}; frames without any 3D joint: {o['frames_without_3d']}",

@@ -357,9 +357,10 @@ ANGLE_LIMITS_DEG: dict[str, tuple[float, float]] = {
 }
 _CH = {n: i for i, n in enumerate(ANGLE_CHANNELS)}
 _NA = len(ANGLE_CHANNELS)
-# Two more columns ride along in the clip arrays: heading rate (deg/s) and jump flight height (mm).
-_YAW, _FLIGHT = _NA, _NA + 1
-_NC = _NA + 2
+# Three more columns ride along in the clip arrays: heading rate (deg/s), jump flight height (mm) and
+# the share of the body weight on the left foot (0..1; drives the foot-contact root placement).
+_YAW, _FLIGHT, _SUPPORT = _NA, _NA + 1, _NA + 2
+_NC = _NA + 3
 
 _NEUTRAL = np.zeros(_NC)
 for _s in ("left", "right"):
@@ -368,6 +369,7 @@ for _s in ("left", "right"):
     _NEUTRAL[_CH[f"{_s}_shoulder_abduction"]] = 6.0
     _NEUTRAL[_CH[f"{_s}_elbow_flexion"]] = 12.0
 _NEUTRAL[_CH["pelvis_tilt"]] = 3.0
+_NEUTRAL[_SUPPORT] = 0.5
 
 
 def _rot(axis: int, deg: np.ndarray) -> np.ndarray:
@@ -459,15 +461,16 @@ def forward_kinematics(
             f"forward_kinematics: offsets {off.shape}, rotations {R.shape} and {len(parents)} parents "
             "disagree; expected (J, 3), (T, J, 3, 3), J"
         )
-    F = np.empty_like(R)
+    F: list[np.ndarray] = [np.empty(0)] * J  # per joint (T, 3, 3), contiguous (faster matmul)
     P = np.empty((T, J, 3))
     for j, p in enumerate(parents):
+        Rj = np.ascontiguousarray(R[:, j])
         if p < 0:
-            F[:, j] = R[:, j]
+            F[j] = Rj
             P[:, j] = 0.0 if root_mm is None else root_mm
         else:
-            F[:, j] = F[:, p] @ R[:, j]
-            P[:, j] = P[:, p] + F[:, j] @ off[j]
+            F[j] = F[p] @ Rj
+            P[:, j] = P[:, p] + np.einsum("tik,k->ti", F[j], off[j])
     return P
 
 
@@ -491,10 +494,19 @@ def _pulse(t: np.ndarray, t0: float, rise: float, hold: float, fall: float) -> n
     return _ease((t - t0) / rise) - _ease((t - t0 - rise - hold) / fall)
 
 
-def _bump(ph: np.ndarray, mu: float, sigma: float) -> np.ndarray:
-    """Periodic Gaussian bump in gait phase (period 1)."""
+def _bump(ph: np.ndarray, mu: float, sigma_before: float, sigma_after: float | None = None) -> np.ndarray:
+    """Periodic Gaussian bump in gait phase (period 1), optionally with different widths either side."""
     d = (ph - mu + 0.5) % 1.0 - 0.5
+    sigma = sigma_before if sigma_after is None else np.where(d < 0, sigma_before, sigma_after)
     return np.exp(-0.5 * (d / sigma) ** 2)
+
+
+def _hip_wave(ph: np.ndarray) -> np.ndarray:
+    """Sagittal hip pattern in [-1, 1]: +1 (peak flexion) at 87 % of the cycle, -1 (peak extension)
+    at 53 %, falling through stance for 66 % of the cycle and rising through swing for 34 %."""
+    x = (ph - 0.88) % 1.0
+    s = np.where(x < 0.62, x / 0.62, (1.0 - x) / 0.38)
+    return np.cos(np.pi * s)
 
 
 @dataclass(frozen=True)
@@ -525,7 +537,7 @@ def _draw_gait(g: np.random.Generator, body: BodyShape, phase0: float | None) ->
         "hip_amp": math.degrees(math.asin(min(0.9, step / (2 * leg)))),
         "hip_off": g.uniform(7.0, 11.0),
         "knee_swing": g.uniform(50.0, 62.0),
-        "knee_load": g.uniform(10.0, 18.0),
+        "knee_load": g.uniform(6.0, 14.0),
         "arm_amp": g.uniform(8.0, 20.0),
         "elbow0": g.uniform(8.0, 20.0),
         "elbow_amp": g.uniform(5.0, 15.0),
@@ -543,12 +555,12 @@ def _gait(t: np.ndarray, p: dict, out: np.ndarray) -> None:
     ph_r = p["phase0"] + p["stride_hz"] * t  # 0 = right heel strike
     c = _CH
     for side, ph in (("right", ph_r), ("left", ph_r + 0.5)):
-        swing = np.cos(2 * np.pi * (ph - 0.92))  # +1 at peak hip flexion (late swing)
+        swing = _hip_wave(ph)  # +1 at peak hip flexion (late swing)
         out[:, c[f"{side}_hip_flexion"]] = p["hip_off"] + p["hip_amp"] * swing
         out[:, c[f"{side}_knee_flexion"]] = (
-            4.0 + p["knee_load"] * _bump(ph, 0.14, 0.07) + p["knee_swing"] * _bump(ph, 0.72, 0.09)
+            4.0 + p["knee_load"] * _bump(ph, 0.14, 0.07) + p["knee_swing"] * _bump(ph, 0.72, 0.11, 0.085)
         )
-        out[:, c[f"{side}_shoulder_flexion"]] = 2.0 - p["arm_amp"] * swing
+        out[:, c[f"{side}_shoulder_flexion"]] = 2.0 - p["arm_amp"] * swing  # opposite to the thigh
         out[:, c[f"{side}_elbow_flexion"]] = p["elbow0"] + p["elbow_amp"] * (1 - swing) / 2
     obl = -p["obliquity"] * np.sin(2 * np.pi * (ph_r + 0.1))  # swing side drops
     out[:, c["pelvis_obliquity"]] = obl
@@ -683,7 +695,7 @@ def _draw_jump(g: np.random.Generator, body: BodyShape, phase0: float | None) ->
         "t0": g.uniform(0.3, 0.5),
         "crouch": g.uniform(0.5, 0.7),
         "hold": g.uniform(0.05, 0.15),
-        "push": g.uniform(0.2, 0.26),
+        "push": g.uniform(0.26, 0.32),
         "land": g.uniform(0.18, 0.25),
         "recover": g.uniform(0.5, 0.8),
     }
@@ -710,7 +722,7 @@ def _jump(t: np.ndarray, p: dict, out: np.ndarray) -> None:
     c = _CH
     arms = -p["arm_back"] * _pulse(t, p["t0"], p["crouch"], 0.0, p["crouch"] + p["hold"]) + p[
         "arm_up"
-    ] * _pulse(t, t_push - 0.1, 0.45, 0.0, p["flight"] + 0.4)
+    ] * _pulse(t, t_push - 0.25, 0.55, 0.0, p["flight"] + 0.5)
     for side in ("left", "right"):
         out[:, c[f"{side}_shoulder_flexion"]] += arms
         out[:, c[f"{side}_knee_flexion"]] += 6.0 * airborne  # slight tuck in the air
@@ -733,8 +745,10 @@ def _draw_idle(g: np.random.Generator, body: BodyShape, phase0: float | None) ->
 def _idle(t: np.ndarray, p: dict, out: np.ndarray, dur: float) -> None:
     c = _CH
     ph = p["phases"]
-    obl = p["shift_amp"] * np.sin(2 * np.pi * p["shift_hz"] * t + ph[0])  # weight shift
+    wave = np.sin(2 * np.pi * p["shift_hz"] * t + ph[0])
+    obl = p["shift_amp"] * wave  # weight shift: the loaded side's hip rises
     out[:, c["pelvis_obliquity"]] += obl
+    out[:, _SUPPORT] = 0.5 + 0.4 * wave
     out[:, c["left_hip_abduction"]] -= obl
     out[:, c["right_hip_abduction"]] += obl
     out[:, c["trunk_lateral"]] += 0.5 * obl
@@ -949,7 +963,8 @@ def generate_motion_with_info(
     la, ra = rel[:, _IDX["left_ankle"]], rel[:, _IDX["right_ankle"]]
     root = np.zeros((T, 3))
     root[:, 2] = body.ankle_height_mm - _softmin(la[:, 2], ra[:, 2], 5.0) + flight
-    w_left = 1.0 / (1.0 + np.exp(-np.clip((ra[:, 2] - la[:, 2]) / 15.0, -50, 50)))
+    h = np.tanh((ra[:, 2] - la[:, 2]) / 10.0)  # +1: left ankle clearly lower
+    w_left = np.clip(0.5 * (1 + h) + (1 - h * h) * (chan[:, _SUPPORT] - 0.5), 0.0, 1.0)
     wl = 0.5 * (w_left[1:] + w_left[:-1])[:, None]
     grounded = (flight[1:] <= 0.0) & (flight[:-1] <= 0.0)
     step = -(wl * np.diff(la[:, :2], axis=0) + (1 - wl) * np.diff(ra[:, :2], axis=0))
