@@ -10,6 +10,13 @@ from pathlib import Path
 
 from .asf_amc import CMU_FPS, AsfBone, AsfSkeleton, find_asf_for, read_amc, read_asf
 from .bvh import infer_scale_to_mm, read_bvh
+from .procedural import (
+    BodyShape,
+    ProceduralMotion,
+    generate_motion,
+    generate_motion_with_info,
+    sample_body,
+)
 from .to_h36m import H36M17_FROM, H36M17_NAMES, H36M17_PARENTS, detect_rig, h36m17_notes, motion_to_h36m17
 from .types import Motion
 
@@ -30,6 +37,11 @@ __all__ = [
     "detect_rig",
     "h36m17_notes",
     "motion_to_h36m17",
+    "BodyShape",
+    "ProceduralMotion",
+    "sample_body",
+    "generate_motion",
+    "generate_motion_with_info",
 ]
 
 

@@ -29,8 +29,8 @@ ratio               nominal   derivation
 ==================  ========  ===================================================================
 ``thigh``           0.245     hip 0.530 - knee 0.285 (Winter)
 ``shank``           0.246     knee 0.285 - ankle 0.039 (Winter)
-``upper_arm``       0.186     shoulder 0.818 - elbow 0.632 (Winter)
-``forearm``         0.146     elbow - wrist (Winter)
+``upper_arm``       0.186     shoulder 0.818 - elbow 0.630 (Winter gives 0.186)
+``forearm``         0.146     elbow 0.630 - wrist 0.485 (Winter gives 0.146)
 ``ankle_height``    0.039     ankle joint above the floor, standing (Winter)
 ``trunk``           0.288     hip 0.530 to shoulder 0.818 (Winter): pelvis -> spine -> thorax,
                               split 0.476 / 0.524 as in the Human3.6M mean skeleton (233 / 257 mm)
@@ -50,7 +50,8 @@ modelling assumption, not a published figure. Per person each ratio is
 ``nominal * (1 + 0.03 * z)`` with ``z ~ N(0, 1)`` truncated to ``[-2, 2]`` (a 3 % coefficient of
 variation), so it stays within ``nominal * (1 +- 0.06)``; bilateral segments (thigh, shank, upper
 arm, forearm) then differ left/right by a factor ``1 +- d/2`` with ``|d| <= 0.01`` (at most 1 %
-asymmetry). :data:`RATIO_RANGES` holds the resulting bounds ``nominal * (1 +- 0.065)``. Stature is
+asymmetry). :data:`RATIO_RANGES` holds the resulting bounds (``nominal * (1 +- 0.06)``, times
+``1 +- 0.005`` for bilateral segments: within +-6.6 %). Stature is
 ``N(1700, 90)`` mm clipped to ``[1450, 1950]``.
 
 Joint angles (degrees; the ranges are hard limits, every generated angle is clamped to them).
@@ -83,27 +84,45 @@ channel                     range          meaning of ``+`` (source of the bound
 
 Sided channels exist for ``left_`` and ``right_`` with mirrored axes, so ``+`` means the same
 anatomical motion on both sides. Trunk and neck angles are the total over their two bones
-(``spine`` and ``thorax``; ``neck_nose`` and ``head``), half on each. Sagittal gait curves follow the
-shape of the normative ones in Winter (*The Biomechanics and Motor Control of Human Gait*, 1991)
-and Perry & Burnfield (*Gait Analysis*, 2010): hip about +30 to -10 deg, knee with a ~15 deg
-loading bump and a ~60 deg swing peak, arm swing opposite to the same-side leg.
+(``spine`` and ``thorax``; ``neck_nose`` and ``head``), half on each. The primitives stay well inside
+these ranges; the clamp only guards the sum of a primitive, the cross-fades and the random sway.
+
+Gait. Walking is built from ankle paths relative to the hip in the sagittal plane, solved by
+two-link inverse kinematics: in stance the ankle moves back at exactly stride length x stride
+frequency, the knee flexes for loading response, heel-off and pre-swing (~20 deg at the other
+foot's heel strike, 35-42 deg at toe-off) and the heel rises where the leg cannot reach; in swing
+the ankle follows a cubic Hermite curve lifted for clearance. The resulting curves have the shape
+of the normative ones (Winter, *The Biomechanics and Motor Control of Human Gait*, 1991; Perry &
+Burnfield, *Gait Analysis*, 2010): hip about +40 to -22 deg (thigh to pelvis), knee ~5 deg at heel
+strike, 15-30 deg loading bump, ~60 deg swing peak; pelvis rising and falling ~40-50 mm per step;
+duty factor 0.60-0.64; arms swing opposite to the same-side leg, the pelvis rotates and drops on the
+swing side, the shoulders counter-rotate. Turning is concentrated in single support (the turn rate
+is modulated by the gait phase and vanishes at heel strikes), so the body pivots on the stance foot.
+Step length is 0.37-0.44 H and cadence 99-117 steps/min, so walking speed is 0.89-1.67 m/s.
 
 Root placement (foot-contact approximation). Forward kinematics runs with the pelvis at the
 origin; the world root trajectory is then built so that
 
-* **vertical:** the lower ankle (a soft minimum over both, 5 mm temperature) sits at the body's
-  ankle height (0.039 H), plus a ballistic flight height during jumps. While standing or walking
-  the lowest joint is therefore an ankle ``ankle_height_mm .. ankle_height_mm + 4`` mm above the
-  floor (~57-80 mm);
-* **horizontal:** the supporting foot does not slide: the root moves by minus the horizontal
-  displacement (relative to the pelvis) of the stance ankle, the stance weight being a sigmoid of
-  the ankle height difference (15 mm temperature) so that support passes smoothly from one foot
-  to the other. Walking speed thus follows from step length and cadence; turning pivots on the
-  stance foot; during flight the root keeps no horizontal velocity (jumps are in place).
+* **vertical:** the lower *sole* (ankle height minus the primitive's heel lift, i.e. where a foot
+  standing on its toes meets the floor; a soft minimum over both feet, 5 mm temperature) sits at
+  the body's standing ankle height (0.039 H), plus the ballistic flight height during jumps. While
+  standing the lowest joint is an ankle at ``ankle_height_mm .. ankle_height_mm + 4`` mm
+  (~53-85 mm); while walking the lower ankle is at most ~60 mm higher (heel-off);
+* **horizontal:** a supporting foot does not slide: per frame the root moves by minus the
+  horizontal displacement, relative to the pelvis, of the supporting ankles, weighted by a support
+  share: the foot whose sole is clearly lower (by more than ~10-20 mm) carries the body; with both
+  feet down the primitive decides (walking hands the weight to the front foot at each heel strike,
+  idle shifts it from side to side, other primitives share it equally). Walking speed thus follows
+  from step length and cadence, turns pivot on the stance foot, a squat moves the pelvis back over
+  planted feet, and during jump flights the root keeps no horizontal velocity (jumps are in place).
+
+The root wanders freely in the horizontal plane (a 10 s walk covers ~12 m); a studio that needs the
+person inside a capture volume should choose ``kinds`` or re-centre the motion.
 
 Determinism: everything random comes from one seed (or generator); :func:`generate_motion` spawns
-independent streams for the body and for the motion, so passing an explicit ``body`` leaves the
-trajectory of the joint angles unchanged.
+independent streams for the body and for the motion, so passing an explicit ``body`` keeps the
+sequence of clips and their random parameters (the angles that depend on the body, such as the
+leg inverse kinematics, adapt to it).
 
 Example:
     >>> m = generate_motion(0, num_frames=500)
@@ -163,20 +182,20 @@ _BILATERAL = ("thigh", "shank", "upper_arm", "forearm")
 _RATIO_CV = 0.03  # coefficient of variation between people
 _RATIO_TRUNC = 2.0  # truncation, in standard deviations
 _LR_ASYM = 0.01  # max relative left/right difference
-_SPREAD = _RATIO_CV * _RATIO_TRUNC + _LR_ASYM / 2
+_SPREAD = _RATIO_CV * _RATIO_TRUNC
 
-#: ``(low, high)`` bounds of every ratio key of :attr:`BodyShape.ratios` (fractions of stature).
+#: ``(low, high)`` bounds of every ratio key of :attr:`BodyShape.ratios` (fractions of stature):
+#: ``nominal * (1 +- 0.06)``, times ``(1 +- 0.005)`` for the bilateral segments.
 RATIO_RANGES: dict[str, tuple[float, float]] = {
     **{
-        f"{side}_{k}": (NOMINAL_RATIOS[k] * (1 - _SPREAD), NOMINAL_RATIOS[k] * (1 + _SPREAD))
+        f"{side}_{k}": (
+            NOMINAL_RATIOS[k] * (1 - _SPREAD) * (1 - _LR_ASYM / 2),
+            NOMINAL_RATIOS[k] * (1 + _SPREAD) * (1 + _LR_ASYM / 2),
+        )
         for k in _BILATERAL
         for side in ("left", "right")
     },
-    **{
-        k: (v * (1 - _SPREAD), v * (1 + _SPREAD))
-        for k, v in NOMINAL_RATIOS.items()
-        if k not in _BILATERAL
-    },
+    **{k: (v * (1 - _SPREAD), v * (1 + _SPREAD)) for k, v in NOMINAL_RATIOS.items() if k not in _BILATERAL},
 }
 
 STATURE_MEAN_MM, STATURE_SD_MM, STATURE_RANGE_MM = 1700.0, 90.0, (1450.0, 1950.0)
@@ -214,8 +233,7 @@ class BodyShape:
     @classmethod
     def average(cls, stature_mm: float = STATURE_MEAN_MM) -> BodyShape:
         """The nominal (symmetric) body of the given stature."""
-        ratios = {k: NOMINAL_RATIOS[k.split("_", 1)[1] if k.split("_")[0] in ("left", "right") else k]
-                  for k in RATIO_RANGES}
+        ratios = {k: NOMINAL_RATIOS[k.removeprefix("left_").removeprefix("right_")] for k in RATIO_RANGES}
         return cls(stature_mm, ratios)
 
     def length_mm(self, key: str) -> float:
@@ -357,10 +375,12 @@ ANGLE_LIMITS_DEG: dict[str, tuple[float, float]] = {
 }
 _CH = {n: i for i, n in enumerate(ANGLE_CHANNELS)}
 _NA = len(ANGLE_CHANNELS)
-# Three more columns ride along in the clip arrays: heading rate (deg/s), jump flight height (mm) and
-# the share of the body weight on the left foot (0..1; drives the foot-contact root placement).
+# More columns ride along in the clip arrays: heading rate (deg/s), jump flight height (mm), the
+# share of the body weight on the left foot when both feet are down (0..1) and the heel lift of each
+# foot (mm: the ankle's height above its standing height while the toes stay on the floor).
 _YAW, _FLIGHT, _SUPPORT = _NA, _NA + 1, _NA + 2
-_NC = _NA + 3
+_LIFT = {"left": _NA + 3, "right": _NA + 4}
+_NC = _NA + 5
 
 _NEUTRAL = np.zeros(_NC)
 for _s in ("left", "right"):
@@ -416,9 +436,11 @@ def joint_rotations(angles_deg: np.ndarray, heading_deg: np.ndarray) -> np.ndarr
     T = a.shape[0]
     A = {n: a[:, i] for n, i in _CH.items()}
     R = np.broadcast_to(np.eye(3), (T, _J, 3, 3)).copy()
-    R[:, 0] = _rot(2, np.asarray(heading_deg, dtype=np.float64) + A["pelvis_rotation"]) @ _rot(
-        1, A["pelvis_tilt"]
-    ) @ _rot(0, A["pelvis_obliquity"])
+    R[:, 0] = (
+        _rot(2, np.asarray(heading_deg, dtype=np.float64) + A["pelvis_rotation"])
+        @ _rot(1, A["pelvis_tilt"])
+        @ _rot(0, A["pelvis_obliquity"])
+    )
     half_trunk = _yxz(A["trunk_flexion"] / 2, -A["trunk_lateral"] / 2, A["trunk_rotation"] / 2)
     R[:, _IDX["spine"]] = R[:, _IDX["thorax"]] = half_trunk
     half_neck = _yxz(A["neck_flexion"] / 2, -A["neck_lateral"] / 2, A["neck_rotation"] / 2)
@@ -494,19 +516,10 @@ def _pulse(t: np.ndarray, t0: float, rise: float, hold: float, fall: float) -> n
     return _ease((t - t0) / rise) - _ease((t - t0 - rise - hold) / fall)
 
 
-def _bump(ph: np.ndarray, mu: float, sigma_before: float, sigma_after: float | None = None) -> np.ndarray:
-    """Periodic Gaussian bump in gait phase (period 1), optionally with different widths either side."""
+def _bump(ph: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    """Periodic Gaussian bump in gait phase (period 1) centred on ``mu``."""
     d = (ph - mu + 0.5) % 1.0 - 0.5
-    sigma = sigma_before if sigma_after is None else np.where(d < 0, sigma_before, sigma_after)
     return np.exp(-0.5 * (d / sigma) ** 2)
-
-
-def _hip_wave(ph: np.ndarray) -> np.ndarray:
-    """Sagittal hip pattern in [-1, 1]: +1 (peak flexion) at 87 % of the cycle, -1 (peak extension)
-    at 53 %, falling through stance for 66 % of the cycle and rising through swing for 34 %."""
-    x = (ph - 0.88) % 1.0
-    s = np.where(x < 0.62, x / 0.62, (1.0 - x) / 0.38)
-    return np.cos(np.pi * s)
 
 
 @dataclass(frozen=True)
@@ -528,16 +541,22 @@ class Clip:
 
 def _draw_gait(g: np.random.Generator, body: BodyShape, phase0: float | None) -> dict:
     H = body.stature_mm
-    leg = body.length_mm("left_thigh") + body.length_mm("left_shank")
-    step = g.uniform(0.37, 0.45) * H  # step length (Winter's / Grieve's ~0.41 H at comfortable speed)
-    cadence = g.uniform(1.65, 2.0)  # steps per second (99-120 steps/min)
+    step = g.uniform(0.37, 0.44) * H  # step length; ~0.41 H at comfortable speed
+    cadence = g.uniform(1.65, 1.95)  # steps per second (99-117 steps/min)
     return {
         "stride_hz": cadence / 2,
+        "stride_mm": 2 * step,
+        "duty": g.uniform(0.6, 0.64),  # stance share of the cycle
+        "front": g.uniform(0.17, 0.21),  # ankle ahead of the hip at heel strike, fraction of the stride
+        "knee_mid": g.uniform(5.0, 12.0),  # knee flexion at mid-stance, deg
+        "knee_load": g.uniform(0.004, 0.01),  # loading-response shortening, fraction of the leg
+        "knee_heel_off": g.uniform(15.0, 25.0),  # knee flexion at the other foot's heel strike, deg
+        "knee_toe_off": g.uniform(35.0, 42.0),  # knee flexion at toe-off, deg
+        "clearance": g.uniform(0.04, 0.07),  # extra swing shortening, fraction of the leg
         "phase0": g.uniform() if phase0 is None else phase0,
-        "hip_amp": math.degrees(math.asin(min(0.9, step / (2 * leg)))),
-        "hip_off": g.uniform(7.0, 11.0),
-        "knee_swing": g.uniform(50.0, 62.0),
-        "knee_load": g.uniform(6.0, 14.0),
+        "legs_mm": {
+            s: (body.length_mm(f"{s}_thigh"), body.length_mm(f"{s}_shank")) for s in ("left", "right")
+        },
         "arm_amp": g.uniform(8.0, 20.0),
         "elbow0": g.uniform(8.0, 20.0),
         "elbow_amp": g.uniform(5.0, 15.0),
@@ -550,18 +569,110 @@ def _draw_gait(g: np.random.Generator, body: BodyShape, phase0: float | None) ->
     }
 
 
+def _leg_length(thigh: float, shank: float, knee_deg: float) -> float:
+    """Hip-to-ankle distance of a leg with the knee flexed by ``knee_deg``."""
+    return math.sqrt(thigh**2 + shank**2 + 2 * thigh * shank * math.cos(math.radians(knee_deg)))
+
+
+def _leg_ik(x: np.ndarray, d: np.ndarray, thigh: float, shank: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sagittal two-link inverse kinematics.
+
+    Args:
+        x, d: ankle position relative to the hip joint, ``x`` forward and ``d`` downward, mm.
+        thigh, shank: segment lengths, mm.
+
+    Returns:
+        ``(thigh angle from the vertical, forward positive; knee flexion >= 0)`` in degrees; the
+        reach is clamped to a knee flexion of at least 2 degrees.
+    """
+    r = np.clip(np.hypot(x, d), abs(thigh - shank) + 1.0, _leg_length(thigh, shank, 2.0))
+    knee = np.pi - np.arccos(np.clip((thigh**2 + shank**2 - r**2) / (2 * thigh * shank), -1.0, 1.0))
+    alpha = np.arccos(np.clip((thigh**2 + r**2 - shank**2) / (2 * thigh * r), -1.0, 1.0))
+    return np.degrees(np.arctan2(x, d) + alpha), np.degrees(knee)
+
+
+def _softmin(a: np.ndarray, b: np.ndarray, tau: float) -> np.ndarray:
+    """Smooth minimum of two arrays (at most ``tau * log 2`` below the true minimum)."""
+    m = np.minimum(a, b)
+    return m - tau * np.log(np.exp(-(a - m) / tau) + np.exp(-(b - m) / tau))
+
+
+def _gait_leg(u: np.ndarray, height: np.ndarray, p: dict, side: str):
+    """Ankle path of one leg relative to its hip over the gait cycle ``u`` in [0, 1) (0 = heel strike).
+
+    Returns ``(x forward, d downward, heel lift)`` in mm. Stance (``u < duty``): the ankle moves back
+    at the stride speed (``stride_mm`` per cycle) from ``front * stride_mm`` ahead of the hip; the
+    hip stays ``height`` above the floor contact unless the knee must bend more: a minimum knee
+    flexion of 2 deg rises from 25 % of the cycle to ``knee_heel_off`` at the other foot's heel
+    strike (``u = 0.5``) and ``knee_toe_off`` at toe-off; the heel rises by whatever that takes
+    (``lift``). In pre-swing (``0.5 <= u < duty``) the foot rolls over the toes: the ankle slows to
+    rest relative to the hip. Swing: a cubic Hermite forward, tangents matching the pre-swing (0) and
+    the stance speed, lifted for clearance while the heel lift fades.
+    """
+    thigh, shank = p["legs_mm"][side]
+    leg = thigh + shank
+    beta, S = p["duty"], p["stride_mm"]
+    db = beta - 0.5
+    x_hs = p["front"] * S
+    x_to = x_hs - 0.5 * S - 0.5 * S * db
+
+    def stance(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u1, du = np.minimum(u, 0.5), np.clip(u - 0.5, 0.0, db)
+        x = x_hs - S * u1 - S * du + S / (2 * db) * du * du
+        knee = 2.0 + (p["knee_heel_off"] - 2.0) * _ease((u - 0.25) / 0.25)
+        knee = knee + (p["knee_toe_off"] - p["knee_heel_off"]) * _ease(du / db)
+        reach2 = thigh**2 + shank**2 + 2 * thigh * shank * np.cos(np.radians(knee))
+        load = p["knee_load"] * leg * _bump(u, 0.06, 0.04)
+        d = _softmin(height - load, np.sqrt(np.maximum(reach2 - x * x, (0.3 * leg) ** 2)), 3.0)
+        return x, d
+
+    x, d = stance(np.minimum(u, beta))
+    # heel lift keeping the sole on the floor, less an unloading share in pre-swing so that the
+    # leaving foot's sole is clearly (~0.04 leg) above the floor at toe-off
+    unload = 0.04 * leg * _ease(np.clip(u - 0.5, 0.0, db) / db)
+    lift = np.maximum(height - d, 0.0) - unload
+    sw = np.clip((u - beta) / (1.0 - beta), 0.0, 1.0)
+    x_sw = (
+        (-2 * sw**3 + 3 * sw**2) * x_hs
+        + (2 * sw**3 - 3 * sw**2 + 1) * x_to
+        - (sw**3 - sw**2) * S * (1 - beta)
+    )
+    _, d_hs = stance(np.zeros_like(u))
+    d_sw = d + (d_hs - d) * _ease(sw / 0.6) - p["clearance"] * leg * np.sin(np.pi * sw) ** 2
+    lift_sw = lift * (1.0 - _ease(sw / 0.4))
+    swing = u >= beta
+    return np.where(swing, x_sw, x), np.where(swing, d_sw, d), np.where(swing, lift_sw, lift)
+
+
 def _gait(t: np.ndarray, p: dict, out: np.ndarray) -> None:
-    """Fill ``out`` (``(n, C)``, neutral on entry) with a walking cycle at local times ``t`` (s)."""
-    ph_r = p["phase0"] + p["stride_hz"] * t  # 0 = right heel strike
+    """Fill ``out`` (``(n, C)``, neutral on entry) with a walking cycle at local times ``t`` (s).
+
+    The legs follow ankle paths designed relative to the hip in the sagittal plane (:func:`_gait_leg`)
+    and solved by :func:`_leg_ik`. A foot in stance moves back relative to the hip at exactly the
+    stride speed, so the foot-contact root placement advances the root at step length x cadence.
+    The pelvis follows an arc with its low points in double support. The support channel hands the
+    body weight to the front foot at each heel strike.
+    """
     c = _CH
+    ph_r = p["phase0"] + p["stride_hz"] * t  # 0 = right heel strike
+    tilt = 4.0 + np.cos(4 * np.pi * ph_r)
     for side, ph in (("right", ph_r), ("left", ph_r + 0.5)):
-        swing = _hip_wave(ph)  # +1 at peak hip flexion (late swing)
-        out[:, c[f"{side}_hip_flexion"]] = p["hip_off"] + p["hip_amp"] * swing
-        out[:, c[f"{side}_knee_flexion"]] = (
-            4.0 + p["knee_load"] * _bump(ph, 0.14, 0.07) + p["knee_swing"] * _bump(ph, 0.72, 0.11, 0.085)
-        )
-        out[:, c[f"{side}_shoulder_flexion"]] = 2.0 - p["arm_amp"] * swing  # opposite to the thigh
-        out[:, c[f"{side}_elbow_flexion"]] = p["elbow0"] + p["elbow_amp"] * (1 - swing) / 2
+        thigh, shank = p["legs_mm"][side]
+        d0 = _leg_length(thigh, shank, p["knee_mid"])
+        reach = _leg_length(thigh, shank, 5.0)  # knee flexion at heel strike
+        dip = max(0.0, d0 - math.sqrt(max(reach**2 - (p["front"] * p["stride_mm"]) ** 2, 1.0)))
+        # pelvis height above the floor contact: lowest at the heel strikes (phases 0 and 0.5)
+        height = d0 - dip * 0.5 * (1 + np.cos(4 * np.pi * ph_r))
+        x, d, lift = _gait_leg(ph % 1.0, height, p, side)
+        theta, knee = _leg_ik(x, d, thigh, shank)
+        out[:, c[f"{side}_hip_flexion"]] = theta + tilt
+        out[:, c[f"{side}_knee_flexion"]] = knee
+        out[:, _LIFT[side]] = lift
+        arm = np.cos(2 * np.pi * (ph - 0.9))  # +1 when the same-side thigh is furthest forward
+        out[:, c[f"{side}_shoulder_flexion"]] = 2.0 - p["arm_amp"] * arm  # opposite to the thigh
+        out[:, c[f"{side}_elbow_flexion"]] = p["elbow0"] + p["elbow_amp"] * (1 - arm) / 2
+    u = ph_r % 1.0  # weight onto the front foot at each heel strike (over 3 % of the cycle)
+    out[:, _SUPPORT] = np.where(u < 0.5, 1.0 - _ease(u / 0.03), _ease((u - 0.5) / 0.03))
     obl = -p["obliquity"] * np.sin(2 * np.pi * (ph_r + 0.1))  # swing side drops
     out[:, c["pelvis_obliquity"]] = obl
     out[:, c["left_hip_abduction"]] = -obl  # keep the thighs vertical in the frontal plane
@@ -569,9 +680,16 @@ def _gait(t: np.ndarray, p: dict, out: np.ndarray) -> None:
     prot = p["pelvis_rot"] * np.cos(2 * np.pi * ph_r)  # right hip forward at right heel strike
     out[:, c["pelvis_rotation"]] = prot
     out[:, c["trunk_rotation"]] = -1.3 * prot  # shoulders counter-rotate
-    out[:, c["pelvis_tilt"]] = 4.0 + np.cos(4 * np.pi * ph_r)
+    out[:, c["pelvis_tilt"]] = tilt
     out[:, c["trunk_flexion"]] = p["lean"]
     out[:, _YAW] = p["wander_amp"] * np.sin(2 * np.pi * p["wander_hz"] * t + p["wander_phase"])
+    out[:, _YAW] *= _pivot(p, t)
+
+
+def _pivot(p: dict, t: np.ndarray) -> np.ndarray:
+    """Gait-phase modulation of the turning rate, mean 1 and zero at each heel strike: the body turns
+    about the foot in single support, so the root velocity stays continuous when support changes."""
+    return 1.0 - np.cos(4 * np.pi * (p["phase0"] + p["stride_hz"] * t))
 
 
 def _draw_turn(g: np.random.Generator, body: BodyShape, phase0: float | None) -> dict:
@@ -584,7 +702,7 @@ def _turn(t: np.ndarray, p: dict, out: np.ndarray, dur: float) -> None:
     _gait(t, p, out)
     u = np.clip(t / dur, 0.0, 1.0)
     rate = p["turn_deg"] * 30 * u * u * (u - 1) ** 2 / dur  # d/dt of turn_deg * smootherstep(t / dur)
-    out[:, _YAW] += rate
+    out[:, _YAW] += rate * _pivot(p, t)
     out[:, _CH["neck_rotation"]] += 0.3 * rate  # look into the turn (~0.3 s ahead)
     out[:, _CH["trunk_rotation"]] += 0.1 * rate
 
@@ -674,9 +792,7 @@ def _crouch(out: np.ndarray, e: np.ndarray, knee: float, tilt_frac: float, lean:
 
 
 def _squat(t: np.ndarray, p: dict, out: np.ndarray) -> None:
-    e = sum(
-        _pulse(t, p["t0"] + k * p["period"], p["down"], p["hold"], p["up"]) for k in range(p["reps"])
-    )
+    e = sum(_pulse(t, p["t0"] + k * p["period"], p["down"], p["hold"], p["up"]) for k in range(p["reps"]))
     _crouch(out, e, p["depth"], p["tilt_frac"], p["lean"])
     for side in ("left", "right"):
         out[:, _CH[f"{side}_shoulder_flexion"]] += e * p["arms"]
@@ -692,6 +808,7 @@ def _draw_jump(g: np.random.Generator, body: BodyShape, phase0: float | None) ->
         "lean": g.uniform(15.0, 35.0),
         "arm_back": g.uniform(15.0, 35.0),
         "arm_up": g.uniform(50.0, 90.0),
+        "toes": g.uniform(40.0, 70.0),  # heel lift at take-off (push-off through the toes), mm
         "t0": g.uniform(0.3, 0.5),
         "crouch": g.uniform(0.5, 0.7),
         "hold": g.uniform(0.05, 0.15),
@@ -720,13 +837,16 @@ def _jump(t: np.ndarray, p: dict, out: np.ndarray) -> None:
     _crouch(out, crouch, p["depth"], 0.15, p["lean"])
     _crouch(out, land, p["land_depth"], 0.1, 0.5 * p["lean"])
     c = _CH
-    arms = -p["arm_back"] * _pulse(t, p["t0"], p["crouch"], 0.0, p["crouch"] + p["hold"]) + p[
-        "arm_up"
-    ] * _pulse(t, t_push - 0.25, 0.55, 0.0, p["flight"] + 0.5)
+    back = _pulse(t, p["t0"], p["crouch"], 0.0, p["crouch"] + p["hold"])  # arms back while crouching
+    up = _pulse(t, t_push - 0.25, 0.55, 0.0, p["flight"] + 0.5)  # then swung forward-up through take-off
+    arms = up * p["arm_up"] - back * p["arm_back"]
     for side in ("left", "right"):
         out[:, c[f"{side}_shoulder_flexion"]] += arms
         out[:, c[f"{side}_knee_flexion"]] += 6.0 * airborne  # slight tuck in the air
     out[:, _FLIGHT] = np.where(airborne, v0 * tf - 0.5 * _G_MM_S2 * tf * tf, 0.0)
+    # onto the toes during the push (fastest at take-off), heels back down just after landing
+    toes = p["toes"] * u_push * u_push * (1.0 - _ease((t - p["touchdown"]) / 0.12))
+    out[:, _LIFT["left"]] = out[:, _LIFT["right"]] = toes
 
 
 def _draw_idle(g: np.random.Generator, body: BodyShape, phase0: float | None) -> dict:
@@ -833,6 +953,9 @@ class ProceduralMotion:
         heading_deg: ``(T,)`` heading in degrees.
         root_mm: ``(T, 3)`` pelvis positions in mm (same as ``motion.positions_mm[:, 0]``).
         flight_mm: ``(T,)`` ballistic height added during jump flights, mm (0 on the ground).
+        heel_lift_mm: ``(T, 2)`` heel lift of the left and right foot, mm: how far the ankle is above
+            its standing height while that foot's toes would still touch the floor.
+        support_left: ``(T,)`` share of the foot-contact anchoring on the left foot (0..1).
     """
 
     motion: Motion
@@ -842,6 +965,8 @@ class ProceduralMotion:
     heading_deg: np.ndarray = field(repr=False)
     root_mm: np.ndarray = field(repr=False)
     flight_mm: np.ndarray = field(repr=False)
+    heel_lift_mm: np.ndarray = field(repr=False)
+    support_left: np.ndarray = field(repr=False)
 
     def frames_of(self, kind: str, margin: int = 0) -> np.ndarray:
         """Boolean ``(T,)`` mask of the frames of clips of ``kind``, each shrunk by ``margin`` frames at
@@ -865,7 +990,6 @@ def _plan(g: np.random.Generator, body: BodyShape, num_frames: int, fps: float, 
         p = _DRAW[kind](g, body, phase0)
         if kind in _GAIT_KINDS:
             dur = g.uniform(3.0, 6.0) if kind == "walk" else g.uniform(3.0, 5.0)
-            # end on a whole number of steps is not needed: the next gait clip takes the phase over
         else:
             dur = p["duration"]
         clips.append((kind, t, dur, p))
@@ -875,7 +999,8 @@ def _plan(g: np.random.Generator, body: BodyShape, num_frames: int, fps: float, 
 
 
 def _sway(g: np.random.Generator, t: np.ndarray) -> np.ndarray:
-    """``(T, C_angles)`` smooth random sway: per channel three sinusoids of 0.05-0.4 Hz."""
+    """``(T, C_angles)`` smooth random sway: per channel three sinusoids of 0.05-0.4 Hz (amplitudes in
+    ``_SWAY_DEG``)."""
     f = g.uniform(0.05, 0.4, (3, _NA))
     ph = g.uniform(0, 2 * np.pi, (3, _NA))
     w = g.dirichlet(np.ones(3), _NA).T  # (3, C) weights summing to 1 per channel
@@ -884,12 +1009,14 @@ def _sway(g: np.random.Generator, t: np.ndarray) -> np.ndarray:
         s += w[k] * np.sin(2 * np.pi * f[k] * t[:, None] + ph[k])
     s *= _SWAY_DEG
     s[:, _ONE_SIDED] = np.abs(s[:, _ONE_SIDED])  # flexion-only joints: sway towards flexion
+    # The legs sway together (the pelvis moves over planted feet) instead of sliding the feet apart:
+    # same hip and knee flexion on both sides, mirrored abduction and rotation (both legs lean and
+    # turn the same way).
+    for n in ("hip_flexion", "knee_flexion"):
+        s[:, _CH[f"right_{n}"]] = s[:, _CH[f"left_{n}"]]
+    for n in ("hip_abduction", "hip_rotation"):
+        s[:, _CH[f"right_{n}"]] = -s[:, _CH[f"left_{n}"]]
     return s
-
-
-def _softmin(a: np.ndarray, b: np.ndarray, tau: float) -> np.ndarray:
-    m = np.minimum(a, b)
-    return m - tau * np.log(np.exp(-(a - m) / tau) + np.exp(-(b - m) / tau))
 
 
 def generate_motion_with_info(
@@ -915,6 +1042,8 @@ def generate_motion_with_info(
     bad = [k for k in kinds if k not in MOTION_KINDS]
     if not kinds or bad:
         raise ValueError(f"generate_motion: kinds must be a non-empty subset of {MOTION_KINDS}, got {kinds}")
+    if body is not None and not isinstance(body, BodyShape):
+        raise TypeError(f"generate_motion: body must be a BodyShape or None, got {type(body).__name__}")
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         source = f"procedural:seed={int(seed)}"
         ss = np.random.SeedSequence(int(seed))
@@ -922,7 +1051,7 @@ def generate_motion_with_info(
         source = "procedural:generator"
         ss = np.random.SeedSequence(int(_as_rng(seed).integers(2**63)))
     g_body, g_motion = (np.random.default_rng(s) for s in ss.spawn(2))
-    body_draw = sample_body(g_body)
+    body_draw = sample_body(g_body)  # drawn even when a body is given, so both paths use the same streams
     body = body_draw if body is None else body
     g = g_motion
 
@@ -961,9 +1090,11 @@ def generate_motion_with_info(
     # Forward kinematics with the pelvis at the origin, then place the root (module docstring).
     rel = forward_kinematics(body.rest_offsets_mm(), joint_rotations(angles, heading))
     la, ra = rel[:, _IDX["left_ankle"]], rel[:, _IDX["right_ankle"]]
+    lift = np.maximum(chan[:, [_LIFT["left"], _LIFT["right"]]], 0.0)
+    sole_l, sole_r = la[:, 2] - lift[:, 0], ra[:, 2] - lift[:, 1]  # where each foot meets the floor
     root = np.zeros((T, 3))
-    root[:, 2] = body.ankle_height_mm - _softmin(la[:, 2], ra[:, 2], 5.0) + flight
-    h = np.tanh((ra[:, 2] - la[:, 2]) / 10.0)  # +1: left ankle clearly lower
+    root[:, 2] = body.ankle_height_mm - _softmin(sole_l, sole_r, 5.0) + flight
+    h = np.tanh(((sole_r - sole_l) / 25.0) ** 3)  # +1: left foot clearly lower (dead zone ~ +-10 mm)
     w_left = np.clip(0.5 * (1 + h) + (1 - h * h) * (chan[:, _SUPPORT] - 0.5), 0.0, 1.0)
     wl = 0.5 * (w_left[1:] + w_left[:-1])[:, None]
     grounded = (flight[1:] <= 0.0) & (flight[:-1] <= 0.0)
@@ -972,7 +1103,7 @@ def generate_motion_with_info(
     pos = rel + root[:, None, :]
 
     motion = Motion(H36M17.joint_names, H36M17.parents, pos, fps, up_axis="z", source=source)
-    return ProceduralMotion(motion, body, tuple(clips), angles, heading, root, flight)
+    return ProceduralMotion(motion, body, tuple(clips), angles, heading, root, flight, lift, w_left)
 
 
 def generate_motion(
@@ -985,7 +1116,7 @@ def generate_motion(
     """A random, smooth, physically plausible-looking H36M-17 motion.
 
     Clips of the primitives in ``kinds`` (drawn uniformly, with random parameters) follow each other
-    with 0.5 s cross-fades of the joint angles: ``walk`` (0.9-1.6 m/s), ``turn`` (walking while the
+    with 0.5 s cross-fades of the joint angles: ``walk`` (3-6 s, 0.89-1.67 m/s), ``turn`` (walking while the
     heading turns 60-180 deg), ``reach`` (one or both arms to a random target, bending the trunk and
     knees for low targets), ``squat`` (1-2 repetitions, 60-120 deg knee flexion), ``jump`` (crouch,
     extension, 150-300 mm ballistic flight of the root, landing), ``idle`` (weight shifts, looking
@@ -998,7 +1129,7 @@ def generate_motion(
         num_frames: ``T``.
         fps: frames per second; primitives are defined in seconds, so any rate works.
         kinds: the primitives to draw from (a subset of :data:`MOTION_KINDS`; ``("walk",)`` gives
-            pure walking).
+            pure walking; repeating a name makes it more likely).
         body: the proportions; default a body drawn with :func:`sample_body` from the seed.
 
     Returns:
