@@ -38,6 +38,27 @@ def _cmd_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_sequences(args: argparse.Namespace) -> int:
+    from mvpose.calib import ring_rig
+    from mvpose.data.sequences import NoiseConfig, export_sequences
+
+    motions: list = [str(p) for p in args.motion] + [f"procedural:{args.seed + i}" for i in range(args.procedural)]
+    if not motions:
+        raise ValueError("give --motion FILE (BVH/AMC) and/or --procedural N")
+    noise = NoiseConfig(
+        sigma_px=args.sigma_px,
+        outlier_rate=args.outlier_rate,
+        swap_rate=args.swap_rate,
+        drop_rate=args.drop_rate,
+        seed=args.seed,
+    )
+    rig = args.calib if args.calib is not None else ring_rig()
+    paths = export_sequences(motions, rig, args.out, noise=noise, num_frames=args.frames, subject=args.subject)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "triangulation":
         from mvpose.bench.triangulation import format_report, run_benchmark
@@ -89,6 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_example)
+
+    data = sub.add_parser("data", help="datasets: synthetic studio, sequences").add_subparsers(
+        dest="data_command", required=True
+    )
+    p = data.add_parser(
+        "export-sequences",
+        help="motions (BVH/AMC or procedural) seen through a rig, as VideoPose3D npz files",
+    )
+    p.add_argument("--out", required=True, type=Path, help="e.g. runs/seq/synth.npz -> data_3d_synth.npz, ...")
+    p.add_argument("--motion", nargs="*", default=[], type=Path, help="BVH or AMC files")
+    p.add_argument("--procedural", type=int, default=0, help="number of procedural motions (seeds seed..)")
+    p.add_argument("--calib", type=Path, default=None, help="calibration file (default: an 8-camera ring)")
+    p.add_argument("--frames", type=int, default=500, help="frames per procedural motion")
+    p.add_argument("--subject", default="S1")
+    p.add_argument("--sigma-px", type=float, default=0.0, help="Gaussian 2D noise")
+    p.add_argument("--outlier-rate", type=float, default=0.0)
+    p.add_argument("--swap-rate", type=float, default=0.0, help="left/right swaps")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="dropped joints (NaN)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_export_sequences)
 
     p = sub.add_parser("bench", help="benchmarks: ours against a reference, in one run")
     p.add_argument("what", choices=("triangulation",))
