@@ -42,7 +42,9 @@ def _cmd_export_sequences(args: argparse.Namespace) -> int:
     from mvpose.calib import ring_rig
     from mvpose.data.sequences import NoiseConfig, export_sequences
 
-    motions: list = [str(p) for p in args.motion] + [f"procedural:{args.seed + i}" for i in range(args.procedural)]
+    motions: list = [str(p) for p in args.motion] + [
+        f"procedural:{args.seed + i}" for i in range(args.procedural)
+    ]
     if not motions:
         raise ValueError("give --motion FILE (BVH/AMC) and/or --procedural N")
     noise = NoiseConfig(
@@ -53,13 +55,60 @@ def _cmd_export_sequences(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     rig = args.calib if args.calib is not None else ring_rig()
-    paths = export_sequences(motions, rig, args.out, noise=noise, num_frames=args.frames, subject=args.subject)
+    paths = export_sequences(
+        motions, rig, args.out, noise=noise, num_frames=args.frames, subject=args.subject
+    )
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
 
 
+def _studio_kwargs(args: argparse.Namespace) -> dict:
+    kw = {"image_size": (args.image_size, args.image_size)}
+    if args.calib is not None:
+        kw["rig"] = str(args.calib)
+    if args.motion:
+        kw["motions"] = [str(p) for p in args.motion]
+    return kw
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from mvpose.data.synthetic import write_dataset
+
+    out = write_dataset(
+        args.out,
+        args.num_samples,
+        split=args.split,
+        seed=args.seed,
+        image_format=args.format,
+        num_workers=args.workers,
+        progress=True,
+        **_studio_kwargs(args),
+    )
+    print(f"synthetic dataset ({args.num_samples} samples, split {args.split}) written to {out}")
+    return 0
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    from mvpose.data.synthetic import SyntheticStudio, write_contact_sheet
+
+    dataset = SyntheticStudio(
+        num_samples=max(args.num_samples, 1), split=args.split, seed=args.seed, **_studio_kwargs(args)
+    )
+    out = write_contact_sheet(args.out, dataset, num_samples=args.num_samples)
+    print(f"contact sheet of {args.num_samples} samples x {len(dataset.camera_names)} views written to {out}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "data":
+        from mvpose.bench.data import format_report, run_benchmark
+
+        report = run_benchmark(out=args.out, seed=args.seed)
+        print(format_report(report))
+        if args.out:
+            print(f"JSON written to {args.out}")
+        return 0
     if args.what == "triangulation":
         from mvpose.bench.triangulation import format_report, run_benchmark
 
@@ -97,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold-px",
         type=float,
         default=25.0,
-        help="outlier threshold (px) of the robust methods; 25 suits OpenPose on HD video, lower it for cleaner 2D",
+        help="outlier threshold (px) of the robust methods (25 suits OpenPose on HD video)",
     )
     p.add_argument("--subject", default=None, help="rig to use when the calibration file holds several")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -114,11 +163,37 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets: synthetic studio, sequences").add_subparsers(
         dest="data_command", required=True
     )
+
+    def studio_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--split", default="train", choices=("train", "val", "all"))
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--image-size", type=int, default=256, help="square crop side, px")
+        p.add_argument("--calib", type=Path, default=None, help="calibration file (default: a 4-camera ring)")
+        p.add_argument(
+            "--motion", nargs="*", default=[], type=Path, help="BVH/AMC files (default: procedural)"
+        )
+
+    p = data.add_parser("synth", help="render a synthetic-studio dataset to disk")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--format", default="png", choices=("png", "jpg"))
+    p.add_argument("--workers", type=int, default=0)
+    studio_options(p)
+    p.set_defaults(func=_cmd_data_synth)
+
+    p = data.add_parser("show", help="a PNG contact sheet of synthetic views with the 2D joints overlaid")
+    p.add_argument("--out", type=Path, default=Path("runs/contact_sheet.png"))
+    p.add_argument("--num-samples", type=int, default=4)
+    studio_options(p)
+    p.set_defaults(func=_cmd_data_show)
+
     p = data.add_parser(
         "export-sequences",
         help="motions (BVH/AMC or procedural) seen through a rig, as VideoPose3D npz files",
     )
-    p.add_argument("--out", required=True, type=Path, help="e.g. runs/seq/synth.npz -> data_3d_synth.npz, ...")
+    p.add_argument(
+        "--out", required=True, type=Path, help="e.g. runs/seq/synth.npz -> data_3d_synth.npz, ..."
+    )
     p.add_argument("--motion", nargs="*", default=[], type=Path, help="BVH or AMC files")
     p.add_argument("--procedural", type=int, default=0, help="number of procedural motions (seeds seed..)")
     p.add_argument("--calib", type=Path, default=None, help="calibration file (default: an 8-camera ring)")
@@ -132,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export_sequences)
 
     p = sub.add_parser("bench", help="benchmarks: ours against a reference, in one run")
-    p.add_argument("what", choices=("triangulation",))
+    p.add_argument("what", choices=("triangulation", "data"))
     p.add_argument("--data", type=Path, default=None, help="shared data folder (default: ../shared/data)")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--repeats", type=int, default=5)
