@@ -7,6 +7,8 @@
 * :mod:`.flip`: VideoPose3D's screen normalisation and left/right mirroring of poses and cameras.
 * :mod:`.windows`: :class:`WindowDataset` / :class:`WindowBatches` (``ChunkedGenerator``),
   :func:`iter_sequences` (``UnchunkedGenerator``) and :func:`flip_average` (test-time flip).
+* :mod:`.mpi3dhp_npz`: MPI-INF-3DHP in P-STMO's ``data_train_3dhp.npz`` / ``data_test_3dhp.npz``
+  (:func:`read_3dhp_npz`, per-frame ``valid`` masks) and :func:`evaluate_3dhp` (PCK/AUC/MPJPE).
 * :mod:`.export`: :func:`export_sequences` (motions through a rig to npz, with
   :class:`NoiseConfig` detector noise).
 
@@ -22,6 +24,18 @@ from .flip import (
     image_coordinates,
     mirror_rig,
     normalize_screen_coordinates,
+)
+from .mpi3dhp_npz import (
+    MPI3DHP_PCK_JOINTS,
+    MPI3DHP_TEST_IMAGE_SIZES,
+    MPI3DHP_TRAIN_CAMERAS,
+    MPI3DHP_TRAIN_IMAGE_SIZE,
+    MPI3DHPItem,
+    MPI3DHPSequences,
+    evaluate_3dhp,
+    read_3dhp_npz,
+    read_3dhp_test_npz,
+    read_3dhp_train_npz,
 )
 from .npz import (
     H36M32_KEPT_JOINTS,
@@ -61,6 +75,16 @@ __all__ = [
     "image_coordinates",
     "mirror_rig",
     "normalize_screen_coordinates",
+    "MPI3DHP_PCK_JOINTS",
+    "MPI3DHP_TEST_IMAGE_SIZES",
+    "MPI3DHP_TRAIN_CAMERAS",
+    "MPI3DHP_TRAIN_IMAGE_SIZE",
+    "MPI3DHPItem",
+    "MPI3DHPSequences",
+    "evaluate_3dhp",
+    "read_3dhp_npz",
+    "read_3dhp_test_npz",
+    "read_3dhp_train_npz",
     "H36M32_KEPT_JOINTS",
     "H36M32_PARENTS",
     "H36M32_PLACEHOLDER_SOURCE",
