@@ -100,6 +100,22 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_limb_stats(args: argparse.Namespace) -> int:
+    from mvpose.data.limb_stats import limb_stats_from_source, write_limb_stats_h5
+
+    if args.source != "synthetic" and args.path is None:
+        raise ValueError(f"--source {args.source} needs --path")
+    mean, std, n = limb_stats_from_source(
+        args.source, args.path, subjects=tuple(args.subjects), num_motions=args.num_motions, seed=args.seed
+    )
+    out = write_limb_stats_h5(args.out, mean, std)
+    print(f"limb lengths (mm) from {n} poses ({args.source}):")
+    for i, (m, s_) in enumerate(zip(mean.tolist(), std.tolist())):
+        print(f"  limb {i:2d}: {m:7.1f} +- {s_:5.1f}")
+    print(f"written to {out} (ContextPose's mean_and_std_limb_length.h5 layout)")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "data":
         from mvpose.bench.data import format_report, run_benchmark
@@ -186,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=4)
     studio_options(p)
     p.set_defaults(func=_cmd_data_show)
+
+    p = data.add_parser(
+        "limb-stats", help="mean/std of ContextPose's 16 limb lengths (mm) from training data, as .h5"
+    )
+    p.add_argument("--source", default="synthetic", choices=("synthetic", "h36m", "npz"))
+    p.add_argument("--path", type=Path, default=None, help="labels .npy (h36m) or data_3d_*.npz (npz)")
+    p.add_argument("--subjects", nargs="*", default=["S1", "S5", "S6", "S7", "S8"])
+    p.add_argument("--num-motions", type=int, default=32, help="procedural motions (synthetic)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/mean_and_std_limb_length.h5"))
+    p.set_defaults(func=_cmd_limb_stats)
 
     p = data.add_parser(
         "export-sequences",
