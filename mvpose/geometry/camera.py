@@ -221,8 +221,15 @@ class CameraRig:
             xy = _dist.distort(xy, self.dist[..., None, :], self.distortion_model)
         return self._pixels(xy)
 
-    def project_with_jacobian(self, points_world: Tensor) -> tuple[Tensor, Tensor]:
-        """Pixels ``(*, V, J, 2)`` and ``d pixels / d X_world`` ``(*, V, J, 2, 3)`` (with distortion)."""
+    def project_with_jacobian(self, points_world: Tensor, return_valid: bool = False):
+        """Pixels ``(*, V, J, 2)`` and ``d pixels / d X_world`` ``(*, V, J, 2, 3)`` (with distortion).
+
+        With ``return_valid``, also a mask ``(*, V, J)``: True where the point lies in front of
+        the camera and inside the domain where the lens model is one-to-one (radius below the
+        first fold of the radial polynomial, see :meth:`distortion_max_radius2`, and a positive
+        Jacobian determinant). Outside it the distortion polynomial folds back, so a far-off
+        point can project onto any pixel: iterative solvers must not step there.
+        """
         Xc = self.world_to_camera(points_world)
         z = Xc[..., 2:3]
         xy = Xc[..., :2] / z
@@ -231,7 +238,29 @@ class CameraRig:
         dxy_dXc = torch.cat([torch.diag_embed(torch.ones_like(xy)), -xy[..., None]], dim=-1) / z[..., None]
         K2 = self.K[..., None, :2, :2]
         jac = K2 @ jd @ dxy_dXc @ self.R[..., None, :, :]
-        return self._pixels(xyd), jac
+        if not return_valid:
+            return self._pixels(xyd), jac
+        with torch.no_grad():
+            r2 = xy[..., 0] ** 2 + xy[..., 1] ** 2
+            det = jd[..., 0, 0] * jd[..., 1, 1] - jd[..., 0, 1] * jd[..., 1, 0]
+            valid = (z[..., 0] > 0) & (det > 0) & (r2 < self.distortion_max_radius2()[..., None])
+        return self._pixels(xyd), jac, valid
+
+    def distortion_max_radius2(self) -> Tensor:
+        """Squared normalised radius ``(*, V)`` up to which the radial distortion
+        ``r (1 + k1 r^2 + k2 r^4 + k3 r^6)`` still increases with ``r`` (``inf`` when it always
+        does): the domain where the lens model is one-to-one."""
+        with torch.no_grad():
+            k1, k2, k3 = self.dist[..., 0], self.dist[..., 1], self.dist[..., 4]
+            # d/dr = 1 + 3 k1 s + 5 k2 s^2 + 7 k3 s^3 (s = r^2); its smallest positive root is
+            # 1 / t for the largest positive real root t of t^3 + 3 k1 t^2 + 5 k2 t + 7 k3.
+            C = torch.zeros(*k1.shape, 3, 3, dtype=self.dtype, device=self.device)
+            C[..., 0, 0], C[..., 0, 1], C[..., 0, 2] = -3.0 * k1, -5.0 * k2, -7.0 * k3
+            C[..., 1, 0] = C[..., 2, 1] = 1.0
+            t = torch.linalg.eigvals(C)
+            real = (t.imag.abs() <= 1e-9 * t.abs().clamp(min=1.0)) & (t.real > 0)
+            t_max = torch.where(real, t.real, torch.zeros_like(t.real)).amax(-1)
+            return torch.where(t_max > 0, 1.0 / t_max, torch.full_like(t_max, float("inf")))
 
     def undistort_points(self, points_px: Tensor, iterations: int = 8) -> Tensor:
         """Remove lens distortion from pixels ``(*, V, J, 2)``; returns pixels of the ideal pinhole
