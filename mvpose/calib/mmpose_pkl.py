@@ -39,59 +39,14 @@ from mvpose.calib._common import (
     pick_subject,
 )
 from mvpose.calib.h36m import h36m_record
+from mvpose.safe_pickle import SafeUnpickler
 
 
-def _numpy_globals() -> dict:
-    try:
-        from numpy._core import multiarray as ma  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray as ma
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = ma._reconstruct
-        allowed[(mod, "scalar")] = ma.scalar
-    try:
-        from numpy._core import numeric
-    except ImportError:  # pragma: no cover
-        from numpy.core import numeric
-    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        allowed[(mod, "_frombuffer")] = numeric._frombuffer
-    # protocol-2 pickles written by Python 3 store bytes (an array's buffer) as _codecs.encode(text, "latin1")
-    allowed[("_codecs", "encode")] = _encode_latin1
-    return allowed
+class RestrictedUnpickler(SafeUnpickler):
+    """:class:`mvpose.safe_pickle.SafeUnpickler` raising :class:`CalibrationError` (names the file)."""
 
-
-def _encode_latin1(text, encoding="latin1"):
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
-    return str(text).encode("latin1")
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy's array reconstruction globals.
-
-    Admitted: ``numpy.core.multiarray._reconstruct`` (and its ``numpy._core`` name), ``numpy.ndarray``,
-    ``numpy.dtype``, ``multiarray.scalar``, ``numeric._frombuffer`` (protocol 5) and
-    ``_codecs.encode`` restricted to latin-1 (how protocol 2 stores bytes). Plain containers (dict,
-    list, tuple, str, numbers) need no globals and load as usual.
-    """
-
-    def __init__(self, file, path):
-        super().__init__(file, encoding="latin1")  # Python 2 pickles: str holds an array's raw bytes
-        self._path = path
-        self._allowed = _numpy_globals()
-
-    def find_class(self, module, name):
-        obj = self._allowed.get((module, name))
-        if obj is None:
-            raise CalibrationError(
-                self._path,
-                None,
-                f"pickle refers to the global '{module}.{name}', which is not allowed; only numpy array "
-                "reconstruction (numpy.core.multiarray._reconstruct, numpy.ndarray, numpy.dtype) is "
-                "admitted. The file was not loaded.",
-            )
-        return obj
+    def forbidden(self, what: str) -> Exception:
+        return CalibrationError(self._path, None, f"{what}. The file was not loaded.")
 
 
 def load_pickle(path):

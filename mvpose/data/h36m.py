@@ -55,10 +55,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mvpose.calib._common import CalibrationError
-from mvpose.calib.mmpose_pkl import RestrictedUnpickler
 from mvpose.data.transforms import crop_and_resize, normalize_image, square_bbox, undistort_frame
 from mvpose.geometry.camera import CameraRig
+from mvpose.safe_pickle import SafeUnpickler
 from mvpose.skeleton import H36M17_LT, Skeleton
 
 __all__ = [
@@ -98,17 +97,9 @@ class DatasetError(ValueError):
 
 
 # ------------------------------------------------------------------------------------- safe loading
-class _Unpickler(RestrictedUnpickler):
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except CalibrationError:
-            raise DatasetError(
-                self._path,
-                None,
-                f"the pickle refers to the global '{module}.{name}', which is not allowed (only numpy "
-                "arrays, dtypes and plain containers are admitted); the file was not loaded",
-            ) from None
+class _Unpickler(SafeUnpickler):
+    def forbidden(self, what: str) -> Exception:
+        return DatasetError(self._path, None, f"{what}; the file was not loaded")
 
 
 def _unpickle(f, path):

@@ -29,7 +29,6 @@ before anything is called.
 
 from __future__ import annotations
 
-import collections
 import os
 import pickle
 import zipfile
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from mvpose.safe_pickle import SafeUnpickler
 from mvpose.skeleton import H36M17
 
 __all__ = [
@@ -123,74 +123,23 @@ class SequenceFileError(ValueError):
 # --------------------------------------------------------------------------------------------------
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core import multiarray as ma  # numpy >= 2
-        from numpy._core import numeric
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray as ma
-        from numpy.core import numeric
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = ma._reconstruct
-        allowed[(mod, "scalar")] = ma.scalar
-    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        allowed[(mod, "_frombuffer")] = numeric._frombuffer
-    # numpy 2 pickles dtypes of some kinds by their class, e.g. numpy.dtypes.Float64DType
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
-    for name in dir(dtypes) if dtypes is not None else ():
-        cls = getattr(dtypes, name)
-        if isinstance(cls, type) and issubclass(cls, np.dtype):
-            allowed[("numpy.dtypes", name)] = cls
-    allowed[("_codecs", "encode")] = _encode_latin1  # protocol 2 stores bytes as encode(text, "latin1")
-    for mod in ("builtins", "__builtin__"):
-        for name, obj in (("set", set), ("frozenset", frozenset), ("slice", slice), ("complex", complex)):
-            allowed[(mod, name)] = obj
-    allowed[("collections", "OrderedDict")] = collections.OrderedDict
-    return allowed
-
-
-def _encode_latin1(text, encoding="latin1"):
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
-    return str(text).encode("latin1")
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy array/dtype/scalar reconstruction and plain containers.
+class RestrictedUnpickler(SafeUnpickler):
+    """:class:`mvpose.safe_pickle.SafeUnpickler` raising :class:`SequenceFileError`.
 
     Args:
         file: a binary file object positioned at the pickle.
         path, key: the file and npz key being read (for error messages).
 
     A forbidden global raises :class:`SequenceFileError` naming the file, the key and the global; it
-    is never imported. ``encoding="latin1"`` lets Python 2 pickles of arrays load.
+    is never imported.
     """
 
-    _ALLOWED: dict[tuple[str, str], Any] | None = None
-
     def __init__(self, file, path=None, key: str | None = None):
-        super().__init__(file, encoding="latin1")
-        self._path, self._key = path, key
-        if RestrictedUnpickler._ALLOWED is None:
-            RestrictedUnpickler._ALLOWED = _allowed_globals()
+        super().__init__(file, path)
+        self._key = key
 
-    def find_class(self, module, name):
-        obj = self._ALLOWED.get((module, name))
-        if obj is None:
-            raise SequenceFileError(
-                self._path,
-                self._key,
-                f"the pickle refers to the global '{module}.{name}', which is not allowed: only numpy "
-                "arrays, dtypes and plain containers (dict, list, tuple, str, numbers) are admitted. "
-                "The file was not loaded.",
-            )
-        return obj
-
-    def persistent_load(self, pid):
-        raise SequenceFileError(
-            self._path, self._key, "the pickle uses persistent ids, which are not allowed"
-        )
+    def forbidden(self, what: str) -> Exception:
+        return SequenceFileError(self._path, self._key, f"{what}. The file was not loaded.")
 
 
 def _read_member(zf: zipfile.ZipFile, member: str, path, key: str):
