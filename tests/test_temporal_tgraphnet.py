@@ -165,7 +165,9 @@ def test_overrides(ckpt):
         load_official(ckpt, layers=3)
     with pytest.raises(ValueError, match="use_edge_conv"):
         load_official(ckpt, use_edge_conv=True)
-    with pytest.raises(ValueError, match=r"shape mismatches \[.*downsample_layers\.0\.graph_stages"):
+    with pytest.raises(
+        ValueError, match=r"shape mismatches \(checkpoint vs model\) \[.*downsample_layers\.0\.graph_stages"
+    ):
         load_official(ckpt, num_hidden_nodes=[[2, 8], [8, 16], [16, 32], [32, 32]])
 
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mvpose.data.sequences.windows import flip_average, pad_sequence
+from mvpose.models._checkpoint import load_state_dict_strict
 from mvpose.skeleton import H36M17, Skeleton, get_skeleton
 
 __all__ = [
@@ -551,19 +552,11 @@ def load_official(path, **overrides) -> SRNet:
     path = Path(path)
     sd = _state_dict(_torch_load(path), path)
     model = SRNet(**_infer(sd, path, dict(overrides)))
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    shapes = [
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{path}: checkpoint does not fit SRNet(filter_widths={list(model.filter_widths)}, channels="
-            f"{model.channels}, group={model.group}, recombine={model.recombine!r}, in_features="
-            f"{model.in_features}): missing keys {missing}, unexpected keys {unexpected}, shape mismatches "
-            f"(checkpoint vs model) {shapes}"
-        )
-    model.load_state_dict(sd)
+    load_state_dict_strict(
+        model,
+        sd,
+        path,
+        f"SRNet(filter_widths={list(model.filter_widths)}, channels={model.channels}, group={model.group}, "
+        f"recombine={model.recombine!r}, in_features={model.in_features})",
+    )
     return model.eval()

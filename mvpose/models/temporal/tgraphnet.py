@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mvpose.models._checkpoint import load_state_dict_strict
 from mvpose.skeleton import H36M17, Skeleton
 
 __all__ = ["TGraphNet", "tgraphnet", "load_official", "skeleton_adjacency", "bone_adjacency"]
@@ -404,20 +405,7 @@ def _infer_config(sd: dict[str, Tensor], path) -> dict:
 
 
 def _load_strict(model: nn.Module, sd: dict[str, Tensor], path) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = [
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{path}: the checkpoint does not match TGraphNet: missing keys {missing}, "
-            f"unexpected keys {unexpected}, shape mismatches {shapes}"
-        )
-    model.load_state_dict(sd)
+    load_state_dict_strict(model, sd, path, "TGraphNet")
 
 
 def load_official(path: str | Path, skeleton: Skeleton | None = None, **overrides) -> TGraphNet:

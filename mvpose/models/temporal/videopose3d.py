@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from mvpose.data.sequences.windows import flip_average, pad_sequence
+from mvpose.models._checkpoint import load_state_dict_strict
 
 __all__ = [
     "TemporalModel",
@@ -404,23 +405,11 @@ def load_official(path, *, checkpoint_key: str = "model_pos", **overrides) -> Te
     path = Path(path)
     sd = _state_dict(_torch_load(path), path, checkpoint_key)
     model = TemporalModel(**_infer(sd, path, overrides))
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    shapes = [
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in sd and sd[k].shape != v.shape
-    ]
-    found = {
-        "missing keys": missing,
-        "unexpected keys": unexpected,
-        "shape mismatches (file vs model)": shapes,
-    }
-    problems = [f"{what} {items}" for what, items in found.items() if items]
-    if problems:
-        raise ValueError(
-            f"{path}: checkpoint does not fit TemporalModel(filter_widths={list(model.filter_widths)}, "
-            f"channels={model.channels}, dense={model.dense}): " + "; ".join(problems)
-        )
-    model.load_state_dict(sd)
+    load_state_dict_strict(
+        model,
+        sd,
+        path,
+        f"TemporalModel(filter_widths={list(model.filter_widths)}, channels={model.channels}, "
+        f"dense={model.dense})",
+    )
     return model.eval()
