@@ -117,6 +117,14 @@ def _cmd_limb_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "models":
+        from mvpose.bench.models import format_report, run_benchmark
+
+        report = run_benchmark(out=args.out, repeats=args.repeats, seed=args.seed, paper=not args.no_paper)
+        print(format_report(report))
+        if args.out:
+            print(f"JSON written to {args.out}")
+        return 0
     if args.what == "data":
         from mvpose.bench.data import format_report, run_benchmark
 
@@ -234,10 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export_sequences)
 
     p = sub.add_parser("bench", help="benchmarks: ours against a reference, in one run")
-    p.add_argument("what", choices=("triangulation", "data"))
+    p.add_argument("what", choices=("triangulation", "data", "models"))
     p.add_argument("--data", type=Path, default=None, help="shared data folder (default: ../shared/data)")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-paper", action="store_true", help="models: skip the slow paper-size forward timing")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_bench)
     return parser

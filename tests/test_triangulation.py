@@ -372,3 +372,23 @@ def test_missing_views_and_nan_weights_in_robust_and_refine():
         keep[3] = False
         assert (out[keep] - X[keep]).norm(dim=-1).max() < 1e-6
         assert not used[0, 0] and not used[1, 1] and not used[2, 2]
+
+
+def test_backward_after_first_call_under_inference_mode():
+    """Constants cached by a call under inference_mode must not break later backward passes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from mvpose.geometry import triangulate\n"
+        "P = torch.eye(3, 4, dtype=torch.float64).expand(2, 3, 4).clone(); P[1, 0, 3] = -1.0\n"
+        "uv = torch.tensor([[[0.1, 0.05]], [[-0.15, 0.05]]], dtype=torch.float64)\n"
+        "with torch.inference_mode():\n"
+        "    triangulate(uv, P)\n"
+        "for m in ('dlt', 'robust', 'refine'):\n"
+        "    x = uv.clone().requires_grad_(True)\n"
+        "    triangulate(x, P, method=m).sum().backward()\n"
+        "    assert torch.isfinite(x.grad).all(), m\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

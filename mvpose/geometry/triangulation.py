@@ -98,7 +98,10 @@ _CONSTS: dict[torch.device, _Consts] = {}
 def _consts(device: torch.device) -> _Consts:
     c = _CONSTS.get(device)
     if c is None:
-        c = _CONSTS[device] = _Consts(device)
+        # Normal tensors even when the first call runs under inference_mode: inference tensors
+        # cannot be saved for backward by later calls.
+        with torch.inference_mode(False):
+            c = _CONSTS[device] = _Consts(device)
     return c
 
 

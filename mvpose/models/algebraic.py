@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -48,17 +47,25 @@ __all__ = ["AlgebraicTriangulationNet", "AlgebraicOutput", "load_official_algebr
 TRIANGULATION_MODES = ("dlt", "ransac")
 
 
-class AlgebraicOutput(NamedTuple):
-    """Outputs of :class:`AlgebraicTriangulationNet`; the first four are the reference's return tuple."""
+class AlgebraicOutput(dict):
+    """Outputs of :class:`AlgebraicTriangulationNet`: a dict (the multi-view models' shared forward
+    contract) whose keys also read as attributes. The first four are the reference's return tuple:
 
-    keypoints_3d: Tensor  #: (B, J, 3) float64 mm, world frame; NaN where fewer than two usable views
-    keypoints_2d: Tensor  #: (B, V, J, 2) px of the input images; NaN for missing views
-    heatmaps: Tensor  #: (B, V, J, h, w) soft-argmax probabilities (the reference returns these)
-    confidences: Tensor  #: (B, V, J) DLT weights: raw / sum over present views + 1e-5; 0 for missing views
-    heatmaps_raw: Tensor  #: (B, V, J, h, w) backbone output before the multiplier and softmax
-    keypoints_2d_heatmap: Tensor  #: (B, V, J, 2) (x, y) in heatmap cells
-    confidences_raw: Tensor  #: (B, V, J) sigmoid outputs of the confidence head (ones without it)
-    inliers: Tensor | None  #: (B, V, J) views used by ``ransac`` (None for ``dlt``)
+    * ``keypoints_3d (B, J, 3)`` float64 mm, world frame; NaN where fewer than two usable views;
+    * ``keypoints_2d (B, V, J, 2)`` px of the input images; NaN for missing views;
+    * ``heatmaps (B, V, J, h, w)`` soft-argmax probabilities (the reference returns these);
+    * ``confidences (B, V, J)`` DLT weights: raw / sum over present views + 1e-5; 0 for missing views;
+    * ``heatmaps_raw (B, V, J, h, w)`` backbone output before the multiplier and softmax;
+    * ``keypoints_2d_heatmap (B, V, J, 2)`` (x, y) in heatmap cells;
+    * ``confidences_raw (B, V, J)`` sigmoid outputs of the confidence head (ones without it);
+    * ``inliers (B, V, J)`` views used by ``ransac`` (None for ``dlt``).
+    """
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class AlgebraicTriangulationNet(nn.Module):
@@ -80,13 +87,13 @@ class AlgebraicTriangulationNet(nn.Module):
 
     Shape:
         ``images (B, V, 3, H, W)``, ``proj_matrices (B, V, 3, 4)`` world mm -> input-image px (e.g.
-        ``rig_from_batch(batch).projection_matrices()``), ``view_mask (B, V)`` bool or None
-        -> :class:`AlgebraicOutput`.
+        ``rig_from_batch(batch).projection_matrices()``), ``root`` (ignored: no cuboid), keyword
+        ``view_mask (B, V)`` bool or None -> :class:`AlgebraicOutput` (a dict).
 
     Example:
         >>> net = AlgebraicTriangulationNet(18, 17).eval()
         >>> out = net(torch.zeros(1, 4, 3, 128, 128), P)  # doctest: +SKIP
-        >>> out.keypoints_3d.shape  # doctest: +SKIP
+        >>> out["keypoints_3d"].shape  # doctest: +SKIP
         torch.Size([1, 17, 3])
     """
 
@@ -129,13 +136,20 @@ class AlgebraicTriangulationNet(nn.Module):
         return self.backbone.num_joints
 
     def forward(
-        self, images: Tensor, proj_matrices: Tensor, view_mask: Tensor | None = None
+        self,
+        images: Tensor,
+        proj_matrices: Tensor,
+        root: Tensor | None = None,
+        *,
+        view_mask: Tensor | None = None,
     ) -> AlgebraicOutput:
         """Triangulate the joints of ``B`` multi-view samples.
 
         Args:
             images: ``(B, V, 3, H, W)`` normalised crops (see the module doc for the channel order).
             proj_matrices: ``(B, V, 3, 4)`` projection matrices into the pixels of ``images``.
+            root: accepted for the shared multi-view forward contract and ignored (the algebraic
+                model has no cuboid; it is the one that *provides* the root to volumetric models).
             view_mask: ``(B, V)`` bool, False for a missing view: the backbone skips it, its weights are 0
                 and the confidences are normalised over the present views (as if it had been dropped).
 
@@ -194,7 +208,14 @@ class AlgebraicTriangulationNet(nn.Module):
                 threshold_px=self.ransac_threshold_px,
             )
         return AlgebraicOutput(
-            keypoints_3d, keypoints_2d, probs, confidences, heatmaps, kp_hm, conf_raw, inliers
+            keypoints_3d=keypoints_3d,
+            keypoints_2d=keypoints_2d,
+            heatmaps=probs,
+            confidences=confidences,
+            heatmaps_raw=heatmaps,
+            keypoints_2d_heatmap=kp_hm,
+            confidences_raw=conf_raw,
+            inliers=inliers,
         )
 
 

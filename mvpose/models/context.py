@@ -14,13 +14,17 @@ channel block ``c(j) = [3j, 3j + 3)``):
 5. joint ``k`` sees ``F_k``: for each joint ``m``, ``P_lm`` if ``m`` is a neighbour of ``k`` through limb
    ``l``, else the pooled ``S_m`` (``k``'s own block is ``S_k``); ``out = concat_k conv_k(F_k) + X``.
 
-Memory. The reference caches the dense prior ``(L, N, N)`` (1 GiB at the published 16^3 grid). Here
-it is never materialised: :func:`limb_propagate` builds the prior rows of a chunk of voxels
-``p`` at a time (the exact softmax rows of the dense formula: ``(L, c, N)`` with
-``c * L * N <= chunk_elems``), multiplies them with the features and drops them; its backward
-recomputes the rows instead of saving them. The cost is the dense one in flops
-(``L * N^2 * (8B + ~10)``) and ``O(chunk_elems)`` in memory. ``F_k`` is not materialised either: only
-neighbour blocks vary over voxels, so ``conv_k(F_k) = W_k S + sum_{m ~ k} W_k[:, c(m)] (P_lm - S_m)``.
+Speed and memory. The reference caches the dense prior ``(L, N, N)`` (1 GiB at the published 16^3
+grid) and materialises ``M_l * U_j`` products. Here the prior is never materialised: ``e_l`` depends
+only on the offset ``q - p``, so ``M_l @ v`` is a 3D convolution of ``v`` (and of ones, for the row
+sums) with ``exp(e_l(d) - max e_l)``; :func:`limb_propagate` computes it with zero-padded float64
+FFTs (``O(L K m^3 log m)``). Two precision guards keep it equal to the dense formula: a limb whose
+centre rows reach only logits far below the global maximum (a limb longer than half the cuboid) is
+computed by exact per-row softmax rows, built a chunk at a time (``chunk_elems``, the backward
+rebuilds them); and the rows whose attention mass ``M_l a`` is tiny next to the channel's largest
+(peaked attention, below the FFT's absolute precision) are recomputed exactly (:data:`RELATIVE_FLOOR`).
+``F_k`` is not materialised either: only neighbour blocks vary over voxels, so
+``conv_k(F_k) = W_k S + sum_{m ~ k} W_k[:, c(m)] (P_lm - S_m)``.
 
 Volumes are ``(B, C, X, Y, Z)``, flattened in C order. Units: mm. State-dict names follow the
 reference (``volume_net.encoder_decoder.mid_res.atten_conv.{W_pi, atten_conv, convlist.k}``,
@@ -44,6 +48,8 @@ __all__ = [
     "limb_prior_logits",
     "limb_prior_rows",
     "limb_propagate",
+    "LIMB_PROPAGATE_METHODS",
+    "FFT_MAX_ROW_DEFICIT",
     "ContextAttention",
     "ContextResBlock",
     "context_v2v",
@@ -231,6 +237,91 @@ class _LimbPropagate(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
+#: the FFT path serves a limb when every row's largest logit is within this of the limb's global
+#: maximum: the stabilised kernel ``exp(e - max e)`` then keeps every row's largest entry above
+#: ``e^-7 ~ 1e-3``, so float64's precision is not spent on an underflowing row
+FFT_MAX_ROW_DEFICIT = 7.0
+LIMB_PROPAGATE_METHODS = ("auto", "fft", "chunked")
+
+
+def _offset_logits(grid_shape, limb_mean, limb_std, cuboid_size, temperature, device) -> Tensor:
+    """``e_l`` at every absolute offset ``(|di|, |dj|, |dk|)``: ``(L, m0, m1, m2)`` float64."""
+    spacing = _grid_spacing(grid_shape, cuboid_size).to(device)
+    axes = [
+        torch.arange(m, device=device, dtype=torch.float64) * spacing[i] for i, m in enumerate(grid_shape)
+    ]
+    d2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
+    return limb_prior_logits(d2.sqrt(), limb_mean.to(torch.float64), limb_std.to(torch.float64), temperature)
+
+
+def _row_deficit(e: Tensor) -> Tensor:
+    """``(L,)``: ``max_all e_l - min_p max_q e_l(p, q)``, how far the worst row's maximum lies below
+    the global one. Row ``p`` reaches the offsets ``|d_i| <= max(p_i, m_i - 1 - p_i)``; the smallest
+    reach is the centre row's, and a cumulative maximum over the offset box gives its maximum."""
+    cm = e.cummax(1).values.cummax(2).values.cummax(3).values
+    r = [(m - 1) - (m - 1) // 2 for m in e.shape[1:]]
+    return e.flatten(1).amax(1) - cm[:, r[0], r[1], r[2]]
+
+
+def _fft_kernel(e: Tensor, sizes: Sequence[int], dtype: torch.dtype) -> Tensor:
+    """The circular kernel ``k[s] = exp(e(|d|) - max e)`` for signed offsets ``d = s`` or ``s - S``
+    (``|d| <= m - 1``; zero elsewhere): ``(L, S0, S1, S2)``, float64. The exponential is taken in
+    ``dtype``, as the dense formula does, so entries that underflow there are zero here too (the
+    reference's float32 prior is exactly 0 beyond ~104 below the row maximum)."""
+    k = torch.exp((e - e.flatten(1).amax(1)[:, None, None, None]).to(dtype)).to(torch.float64)
+    for dim, (m, S) in enumerate(zip(e.shape[1:], sizes), start=1):
+        s = torch.arange(S, device=e.device)
+        a = torch.minimum(s, S - s)
+        k = k.index_select(dim, a.clamp(max=m - 1))
+        k = k * (a < m).to(k.dtype).reshape((-1,) + (1,) * (3 - dim))
+    return k
+
+
+def _rfft3(x: Tensor, sizes: Sequence[int]) -> Tensor:
+    """``rfftn`` over the last three axes, zero-padded to ``sizes``."""
+    return torch.fft.rfftn(x, s=sizes, dim=(-3, -2, -1))
+
+
+def _irfft3_crop(f: Tensor, sizes: Sequence[int], shape: Sequence[int]) -> Tensor:
+    """``irfftn(f, s=sizes)[..., :m0, :m1, :m2]``, cropping after each axis (pruned inverse)."""
+    f = torch.fft.ifft(f, dim=-3)[..., : shape[0], :, :]
+    f = torch.fft.ifft(f, dim=-2)[..., : shape[1], :]
+    return torch.fft.irfft(f, n=sizes[2], dim=-1)[..., : shape[2]]
+
+
+def _propagate_fft(values: Tensor, grid_shape: Sequence[int], e: Tensor) -> Tensor:
+    """``M_l @ values[l]`` as a 3D convolution (the prior depends only on ``q - p`` and is even in
+    every axis), by float64 FFTs zero-padded to ``2m`` per axis (no wrap-around: offsets span
+    ``2m - 1``). The row sums are the kernel convolved with ones."""
+    L, N, C = values.shape
+    shape = tuple(int(m) for m in grid_shape)
+    sizes = [2 * m for m in shape]
+    kf = torch.fft.rfftn(_fft_kernel(e, sizes, values.dtype), dim=(-3, -2, -1))  # (L, S0, S1, S2/2+1)
+    v = values.to(torch.float64).transpose(1, 2).reshape(L, C, *shape)
+    ones = v.new_ones(L, 1, *shape)
+    num = _irfft3_crop(_rfft3(v, sizes) * kf[:, None], sizes, shape).reshape(L, C, N)
+    den = _irfft3_crop(_rfft3(ones, sizes) * kf[:, None], sizes, shape).reshape(L, 1, N)
+    return (num / den).transpose(1, 2).to(values.dtype)
+
+
+#: rows whose attention mass ``(M_l a)_p`` is below this fraction of the channel's largest are
+#: recomputed exactly by :class:`ContextAttention` (the FFT's relative error there would exceed ~1e-7)
+RELATIVE_FLOOR = 1e-8
+
+
+def _exact_rows(values, rows, grid_shape, limb_mean, limb_std, cuboid_size, temperature, chunk_elems):
+    """``(M_l @ values[l])[rows]``: ``(L, r, K)`` from the exact prior rows, ``chunk_elems`` at a time."""
+    L, N, _ = values.shape
+    step = _rows_per_chunk(L, N, chunk_elems)
+    out = []
+    for i in range(0, rows.numel(), step):
+        M = limb_prior_rows(
+            rows[i : i + step], grid_shape, limb_mean, limb_std, cuboid_size, temperature, values.dtype
+        )
+        out.append(M @ values)
+    return torch.cat(out, 1)
+
+
 def limb_propagate(
     values: Tensor,
     grid_shape: Sequence[int],
@@ -239,18 +330,32 @@ def limb_propagate(
     cuboid_size: float = 2500.0,
     temperature: float = 1500.0,
     chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+    method: str = "auto",
 ) -> Tensor:
     """``out[l, p, :] = sum_q M_l[p, q] values[l, q, :]`` without materialising ``M``.
+
+    ``M_l[p, q] = exp(e_l(q - p)) / sum_q' exp(e_l(q' - p))`` depends on the offset only, so
+    ``M_l @ v`` is a correlation of ``v`` (and of ones, for the row sums) with the kernel
+    ``exp(e_l(d) - c_l)`` over ``d in (-(m-1) .. m-1)^3``: ``method="fft"`` computes it with float64
+    FFTs (``c_l`` the global maximum of ``e_l``; exact in exact arithmetic, since a softmax ignores a
+    constant shift). The dense formula shifts each row by its own maximum instead; with the global
+    shift a row whose reachable logits all lie far below ``c_l`` (a limb longer than the offsets the
+    central voxels reach) would lose precision, so ``"auto"`` sends such limbs (row deficit
+    ``> FFT_MAX_ROW_DEFICIT``) to ``"chunked"``: the exact per-row softmax, rows built
+    ``chunk_elems`` entries at a time (dense flops, bounded memory). Precision of the FFT path:
+    absolute error ``~1e-15 * max|values|`` per channel (float64 FFT), then cast to ``values``' dtype.
 
     Args:
         values: ``(L, N, K)``, ``N = prod(grid_shape)`` voxels in C order.
         grid_shape: context grid ``(m0, m1, m2)``.
         limb_mean, limb_std: ``(L,)`` mm.
         cuboid_size, temperature: see :func:`limb_prior_rows`.
-        chunk_elems: at most this many prior entries exist at once (``L * rows * N``).
+        chunk_elems: ``"chunked"``: at most this many prior entries exist at once (``L * rows * N``).
+        method: ``"auto"``, ``"fft"`` or ``"chunked"``.
 
     Returns:
-        ``(L, N, K)``. Differentiable in ``values`` (the backward rebuilds the rows too).
+        ``(L, N, K)`` in ``values``' dtype. Differentiable in ``values`` (autograd through the FFTs;
+        the chunked backward rebuilds the rows).
     """
     L, N, _ = values.shape
     if N != math.prod(int(s) for s in grid_shape) or limb_mean.shape != (L,) or limb_std.shape != (L,):
@@ -258,9 +363,30 @@ def limb_propagate(
             f"limb_propagate: values {tuple(values.shape)}, grid {tuple(grid_shape)}, limb_mean "
             f"{tuple(limb_mean.shape)}, limb_std {tuple(limb_std.shape)} disagree"
         )
-    return _LimbPropagate.apply(
-        values, tuple(int(s) for s in grid_shape), limb_mean, limb_std, cuboid_size, temperature, chunk_elems
-    )
+    if method not in LIMB_PROPAGATE_METHODS:
+        raise ValueError(f"limb_propagate: method must be one of {LIMB_PROPAGATE_METHODS}, got {method!r}")
+    grid_shape = tuple(int(s) for s in grid_shape)
+
+    def chunked(idx=None):
+        v, mu, sd = (
+            (values, limb_mean, limb_std) if idx is None else (values[idx], limb_mean[idx], limb_std[idx])
+        )
+        return _LimbPropagate.apply(v, grid_shape, mu, sd, cuboid_size, temperature, chunk_elems)
+
+    if method == "chunked" or L == 0:
+        return chunked()
+    e = _offset_logits(grid_shape, limb_mean, limb_std, cuboid_size, temperature, values.device)
+    if method == "fft":
+        return _propagate_fft(values, grid_shape, e)
+    use_fft = _row_deficit(e) <= FFT_MAX_ROW_DEFICIT
+    if bool(use_fft.all()):
+        return _propagate_fft(values, grid_shape, e)
+    if not bool(use_fft.any()):
+        return chunked()
+    fi, ci = use_fft.nonzero().squeeze(1), (~use_fft).nonzero().squeeze(1)
+    out = torch.cat([_propagate_fft(values[fi], grid_shape, e[fi]), chunked(ci)])
+    order = torch.cat([fi, ci]).argsort()
+    return out[order]
 
 
 # ------------------------------------------------------------------------------------ the block
@@ -277,6 +403,8 @@ class ContextAttention(nn.Module):
         cuboid_size: cube side in mm (prior spacing ``cuboid_size / (m - 1)``).
         temperature: ``T`` of the prior.
         chunk_elems: memory bound of the prior, see :func:`limb_propagate`.
+        prior_method: ``"auto"`` (FFT; exact per-row recomputation where it would lose precision),
+            ``"fft"`` or ``"chunked"`` (the exact per-row softmax, dense flops): see :func:`limb_propagate`.
 
     Shapes:
         ``x (B, 3J, *S) -> (out (B, 3J, *S), atten_global (B, J, N))``; :meth:`forward_details`
@@ -293,8 +421,12 @@ class ContextAttention(nn.Module):
         cuboid_size: float = 2500.0,
         temperature: float = 1500.0,
         chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+        prior_method: str = "auto",
     ):
         super().__init__()
+        if prior_method not in LIMB_PROPAGATE_METHODS:
+            raise ValueError(f"prior_method must be one of {LIMB_PROPAGATE_METHODS}, got {prior_method!r}")
+        self.prior_method = prior_method
         J, c = int(num_joints), int(channels_per_joint)
         C = J * c
         self.num_joints, self.channels_per_joint = J, c
@@ -348,16 +480,27 @@ class ContextAttention(nn.Module):
         L = vals.shape[1]
         flat = vals.permute(1, 4, 0, 2, 3).reshape(L, N, B * 2 * (c + 1))
         mean, std = self.limb_mean.to(flat.dtype), self.limb_std.to(flat.dtype)
-        prop = limb_propagate(
-            flat, grid_shape, mean, std, self.cuboid_size, self.temperature, self.chunk_elems
-        )
+        args = (grid_shape, mean, std, self.cuboid_size, self.temperature, self.chunk_elems)
+        prop = limb_propagate(flat, *args, method=self.prior_method)
+        if self.prior_method != "chunked":
+            # the FFT's error is absolute (~1e-15 of a channel's largest value): rows whose attention
+            # mass M_l a is tiny next to the channel's largest would lose their ratio, so they are
+            # recomputed exactly (per-row softmax, as the dense formula)
+            den = prop.detach()[..., c :: c + 1]  # (L, N, B * 2)
+            ok = den >= RELATIVE_FLOOR * den.amax(1, keepdim=True)
+            rows = (~ok).any(2).any(0).nonzero().squeeze(1)
+            if rows.numel() > N // 4:
+                prop = limb_propagate(flat, *args, method="chunked")
+            elif rows.numel():
+                prop = prop.index_copy(1, rows, _exact_rows(flat, rows, *args))
         prop = prop.reshape(L, N, B, 2, c + 1).permute(2, 0, 3, 4, 1)  # (B, L, 2, c+1, N)
         return prop[:, :, :, :c] / prop[:, :, :, c:]
 
-    def forward_details(self, x: Tensor) -> dict[str, Tensor]:
+    def forward_details(self, x: Tensor, propagate=None) -> dict[str, Tensor]:
         """Every intermediate: ``x_pi (B, 3J, *S)``, ``atten_logits (B, J, *S)``, ``atten_global
         (B, J, N)``, ``pooled (B, J, 3)``, ``propagated (B, L, 2, 3, N)`` (endpoint 0 then 1 of each
-        limb), ``conv_out (B, 3J, *S)``, ``out (B, 3J, *S)``."""
+        limb), ``conv_out (B, 3J, *S)``, ``out (B, 3J, *S)``. ``propagate(U (B, J, c, N), a (B, J, N),
+        grid) -> P`` replaces the prior step (the benchmark plugs the dense reference in there)."""
         self._check(x)
         B, _, *grid = x.shape
         J, c = self.num_joints, self.channels_per_joint
@@ -367,7 +510,7 @@ class ContextAttention(nn.Module):
         a = torch.softmax(g.reshape(B, J, N), dim=-1)
         U = X.reshape(B, J, c, N) * a[:, :, None]
         S = U.sum(-1)  # (B, J, c)
-        P = self._propagated(U, a, grid)  # (B, L, 2, c, N)
+        P = (propagate or self._propagated)(U, a, grid)  # (B, L, 2, c, N)
         W = torch.stack([conv.weight.reshape(c, J, c) for conv in self.convlist])  # (k, out, m, in)
         base = torch.einsum("komi,bmi->bko", W, S)  # (B, J, c): every block pooled
         j0, j1 = self.limbs[:, 0], self.limbs[:, 1]
@@ -499,7 +642,11 @@ class ContextPoseNet(nn.Module):
         backbone: a :class:`mvpose.models.backbone.PoseResNet`.
         num_joints, volume_features_dim, cuboid_size, volume_size, volume_multiplier,
         volume_aggregation_method, image_shape, heatmap_shape: the reference's config values.
-        attention_kwargs: :class:`ContextAttention` arguments (limb statistics, temperature...).
+        root_model: predicts the cuboid centre when ``forward`` gets no ``root`` (e.g. an
+            :class:`~mvpose.models.algebraic.AlgebraicTriangulationNet`; run in eval mode, no gradients).
+        root_joints: joints averaged into the root from ``root_model``'s keypoints (6: the pelvis).
+        attention_kwargs: :class:`ContextAttention` arguments (limb statistics, temperature,
+            ``prior_method``...).
     """
 
     def __init__(
@@ -515,6 +662,8 @@ class ContextPoseNet(nn.Module):
         image_shape: Sequence[int] = (384, 384),
         heatmap_shape: Sequence[int] = (96, 96),
         deconv_channels: int = 256,
+        root_model: nn.Module | None = None,
+        root_joints: Sequence[int] = (6,),
         **attention_kwargs,
     ):
         super().__init__()
@@ -528,46 +677,72 @@ class ContextPoseNet(nn.Module):
         self.num_joints, self.cuboid_size, self.volume_size = num_joints, float(cuboid_size), int(volume_size)
         self.volume_multiplier, self.aggregation = float(volume_multiplier), volume_aggregation_method
         self.image_shape, self.heatmap_shape = tuple(image_shape), tuple(heatmap_shape)
+        self.root_model, self.root_joints = root_model, tuple(int(j) for j in root_joints)
 
     @property
     def context(self) -> ContextAttention:
         return self.volume_net.encoder_decoder.mid_res.atten_conv
 
     def forward(
-        self, images: Tensor, proj_matrices: Tensor, root: Tensor, coord_volumes: Tensor | None = None
+        self,
+        images: Tensor,
+        proj_matrices,
+        root: Tensor | None = None,
+        coord_volumes: Tensor | None = None,
+        *,
+        view_mask: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Args:
+        """The multi-view forward contract: ``model(images, proj_matrices, root=None)``.
+
+        Args:
             images: ``(B, V, 3, H, W)`` normalised network input.
-            proj_matrices: ``(B, V, 3, 4)`` in the input-image pixel frame.
-            root: ``(B, 3)`` cuboid centres, mm.
+            proj_matrices: ``(B, V, 3, 4)`` in the input-image pixel frame (or a
+                :class:`~mvpose.geometry.camera.CameraRig` of the crops).
+            root: ``(B, 3)`` cuboid centres, mm; None asks ``root_model`` (e.g. the algebraic model).
             coord_volumes: optional ``(B, n, n, n, 3)`` voxel coordinates (default: the unrotated
-                corner-aligned cuboid).
+                corner-aligned cuboid around ``root``).
+            view_mask: optional ``(B, V)`` bool; a missing view is left out of the aggregation.
 
         Returns:
             dict with ``keypoints_3d (B, J, 3)`` mm, ``volumes``, ``volumes_logits (B, J, n, n, n)``,
             ``atten_global (B, J, (n/4)^3)``, ``coord_volumes``, ``features``, ``heatmaps``,
-            ``unprojected_volumes``.
+            ``unprojected_volumes``, ``base_points (B, 3)``.
         """
         from mvpose.models.volumetric import (
+            VolumetricTriangulationNet,
             aggregate_volumes,
             cuboid_coord_volumes,
             heatmap_projection_matrices,
+            predict_root,
             unproject_features,
         )
 
+        if images.ndim != 5 or images.shape[2] != 3:
+            raise ValueError(f"images must have shape (B, V, 3, H, W), got {tuple(images.shape)}")
         B, V = images.shape[:2]
+        P = VolumetricTriangulationNet._projection_matrices(proj_matrices, B, V).to(images.device)
+        if view_mask is not None:
+            if view_mask.shape != (B, V):
+                raise ValueError(f"view_mask must have shape ({B}, {V}), got {tuple(view_mask.shape)}")
+            view_mask = view_mask.to(device=images.device, dtype=torch.bool)
+        if root is None and coord_volumes is None:
+            if self.root_model is None:
+                raise ValueError("ContextPoseNet: no root given and no root_model to predict it")
+            root = predict_root(self.root_model, images, P, self.root_joints, view_mask)
         out = self.backbone(images.reshape(B * V, *images.shape[2:]))
         feats = self.process_features(out.features)
         feats = feats.reshape(B, V, *feats.shape[1:])
         heatmaps = out.heatmaps.reshape(B, V, *out.heatmaps.shape[1:])
         if coord_volumes is None:
+            if root.shape != (B, 3):
+                raise ValueError(f"root must have shape ({B}, 3), got {tuple(root.shape)}")
             coord_volumes = cuboid_coord_volumes(
-                root, self.cuboid_size, self.volume_size, dtype=torch.float32
+                root.to(images.device), self.cuboid_size, self.volume_size, dtype=torch.float32
             )
         h, w = feats.shape[-2:]
-        P = heatmap_projection_matrices(proj_matrices, images.shape[-2:], (h, w))
-        per_view = unproject_features(feats, P, coord_volumes, convention="contextpose")
-        volumes_in = aggregate_volumes(per_view, self.aggregation)
+        P_h = heatmap_projection_matrices(P, images.shape[-2:], (h, w))
+        per_view = unproject_features(feats, P_h, coord_volumes, "contextpose", view_mask)
+        volumes_in = aggregate_volumes(per_view, self.aggregation, view_mask)
         logits, atten = self.volume_net(volumes_in)
         vol = torch.softmax(logits.reshape(B, self.num_joints, -1) * self.volume_multiplier, dim=-1)
         kp = vol @ coord_volumes.reshape(B, -1, 3).to(vol.dtype)
@@ -580,6 +755,7 @@ class ContextPoseNet(nn.Module):
             "features": feats,
             "heatmaps": heatmaps,
             "unprojected_volumes": volumes_in,
+            "base_points": root,
         }
 
 

@@ -57,10 +57,12 @@ __all__ = [
     "heatmap_projection_matrices",
     "project_to_grid",
     "unproject_features",
+    "unproject_aggregate",
     "normalise_confidences",
     "aggregate_volumes",
     "VolumetricOutput",
     "VolumetricTriangulationNet",
+    "predict_root",
     "load_official_volumetric",
 ]
 
@@ -169,22 +171,21 @@ def project_to_grid(
         raise ValueError(f"unknown grid convention {convention!r}; expected one of {GRID_CONVENTIONS}")
     h, w = (int(s) for s in heatmap_hw)
     P = proj_matrices.to(points.dtype)
-    X = points.unsqueeze(-3)  # (*, 1, N, 3)
-    xyz = X @ P[..., :3].transpose(-1, -2) + P[..., None, :, 3]  # (*, V, N, 3)
-    z = xyz[..., 2]
+    xyz = torch.einsum("...nk,...vjk->...vnj", points, P[..., :3]) + P[..., None, :, 3]  # (*, V, N, 3)
+    z = xyz[..., 2:]
     valid = z > 0
-    z = torch.where(z == 0, torch.ones_like(z), z)
-    x, y = xyz[..., 0] / z, xyz[..., 1] / z
+    uv = xyz[..., :2] / torch.where(z == 0, torch.ones_like(z), z)
     if convention == "size":
-        gx, gy = 2 * (x / w - 0.5), 2 * (y / h - 0.5)
+        grid = 2 * (uv / uv.new_tensor([w, h]) - 0.5)
     elif convention == "reference":
-        gx, gy = 2 * (x / h - 0.5), 2 * (y / w - 0.5)
+        grid = 2 * (uv / uv.new_tensor([h, w]) - 0.5)
     elif convention == "exact":
-        gx, gy = 2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1
+        grid = 2 * uv / uv.new_tensor([w - 1, h - 1]) - 1
     else:  # contextpose
-        gx, gy = 2 * (x / (h - 1) - 0.5), 2 * (y / (w - 1) - 0.5)
-    grid = torch.stack([gx, gy], dim=-1).nan_to_num(nan=-4.0, posinf=4.0, neginf=-4.0).clamp(-4.0, 4.0)
-    grid = torch.where(valid[..., None], grid, torch.full_like(grid, -4.0))
+        grid = 2 * (uv / uv.new_tensor([h - 1, w - 1]) - 0.5)
+    grid = grid.nan_to_num_(nan=-4.0, posinf=4.0, neginf=-4.0).clamp_(-4.0, 4.0)
+    valid = valid[..., 0]
+    grid = grid.masked_fill_(~valid[..., None], -4.0)
     return grid, valid
 
 
@@ -217,14 +218,75 @@ def unproject_features(
             f"unproject_features: features {tuple(features.shape)}, proj_matrices "
             f"{tuple(proj_matrices.shape)} and coord_volumes {tuple(coord_volumes.shape)} disagree on B, V"
         )
+    grid = _sampling_grid(features, proj_matrices, coord_volumes, convention, view_mask)
+    return _sample(features, grid).reshape(B, V, C, *vol_shape)
+
+
+def _sampling_grid(features, proj_matrices, coord_volumes, convention, view_mask) -> Tensor:
+    """``(B, V, N, 2)`` grid_sample coordinates (masked views and voxels behind a camera off-map)."""
+    B, V, C, h, w = features.shape
     grid, _ = project_to_grid(proj_matrices, coord_volumes.reshape(B, -1, 3), (h, w), convention)
     if view_mask is not None:
         grid = torch.where(view_mask.to(torch.bool)[:, :, None, None], grid, torch.full_like(grid, -4.0))
-    grid = grid.to(features.dtype).reshape(B * V, 1, -1, 2)
+    return grid.to(features.dtype)
+
+
+def _sample(features: Tensor, grid: Tensor) -> Tensor:
+    """One bilinear ``grid_sample`` of all ``B*V`` maps at ``grid (B, V, n, 2)``: ``(B, V, C, n)``."""
+    B, V, C, h, w = features.shape
     sampled = F.grid_sample(
-        features.reshape(B * V, C, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=True
-    )  # (B*V, C, 1, N)
-    return sampled.reshape(B, V, C, *vol_shape)
+        features.reshape(B * V, C, h, w),
+        grid.reshape(B * V, 1, -1, 2),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )  # (B*V, C, 1, n)
+    return sampled.reshape(B, V, C, -1)
+
+
+def unproject_aggregate(
+    features: Tensor,
+    proj_matrices: Tensor,
+    coord_volumes: Tensor,
+    method: str = "softmax",
+    convention: str = "size",
+    view_mask: Tensor | None = None,
+    confidences: Tensor | None = None,
+    chunk_elems: int | None = None,
+) -> Tensor:
+    """:func:`unproject_features` then :func:`aggregate_volumes`, identical results, without holding
+    every view's volume at once: the voxels are processed in slices (each one ``grid_sample`` over
+    all ``B*V`` maps, then the aggregation over views), so the per-view volumes never exceed
+    ``chunk_elems`` samples (``B * V * C * slice``).
+
+    ``chunk_elems`` None: ``2**20`` when no gradient is recorded, else everything at once (one slice:
+    autograd would keep every slice anyway). Returns ``(B, C, X, Y, Z)``.
+    """
+    B, V, C, h, w = features.shape
+    vol_shape = coord_volumes.shape[1:4]
+    N = math.prod(vol_shape)
+    grad = torch.is_grad_enabled() and (
+        features.requires_grad or (confidences is not None and confidences.requires_grad)
+    )
+    if chunk_elems is None:
+        chunk_elems = B * V * C * N if grad else 2**20
+    step = max(1, min(N, int(chunk_elems) // max(1, B * V * C)))
+    grid = _sampling_grid(features, proj_matrices, coord_volumes, convention, view_mask)
+    if step >= N:
+        return aggregate_volumes(_sample(features, grid), method, view_mask, confidences).reshape(
+            B, C, *vol_shape
+        )
+    if grad:
+        parts = [
+            aggregate_volumes(_sample(features, grid[:, :, i : i + step]), method, view_mask, confidences)
+            for i in range(0, N, step)
+        ]
+        return torch.cat(parts, -1).reshape(B, C, *vol_shape)
+    out = features.new_empty(B, C, N)
+    for i in range(0, N, step):
+        s = _sample(features, grid[:, :, i : i + step])
+        out[..., i : i + step] = aggregate_volumes(s, method, view_mask, confidences)
+    return out.reshape(B, C, *vol_shape)
 
 
 def normalise_confidences(vol_confidences: Tensor, view_mask: Tensor | None = None) -> Tensor:
@@ -310,7 +372,7 @@ class VolumetricTriangulationNet(nn.Module):
             ``batch["keypoints_3d"]``, the reference's ``use_gt_pelvis``) or ``"algebraic"``
             (``root_model`` run end to end on the same batch).
         root_model: for ``"algebraic"``: e.g. an :class:`~mvpose.models.algebraic.AlgebraicTriangulationNet`,
-            called as ``root_model(images, proj_matrices, view_mask)``, returning keypoints
+            called as ``root_model(images, proj_matrices, view_mask=view_mask)``, returning keypoints
             ``(B, J, 3)`` (or a tuple / mapping with ``keypoints_3d`` first); run in eval mode without
             gradients. A submodule (its weights are part of this model's state dict).
         root_joints: joint indices averaged into the root (default from ``kind``).
@@ -466,10 +528,15 @@ class VolumetricTriangulationNet(nn.Module):
     ) -> Tensor:
         """Unproject processed features ``(B, V, C, h, w)`` into ``coord_volumes`` and aggregate over
         the views: ``(B, C, D, D, D)``, the V2V input."""
-        per_view = unproject_features(
-            features, proj_matrices_heatmap, coord_volumes, self.grid_convention, view_mask
+        return unproject_aggregate(
+            features,
+            proj_matrices_heatmap,
+            coord_volumes,
+            self.volume_aggregation_method,
+            self.grid_convention,
+            view_mask,
+            vol_confidences,
         )
-        return aggregate_volumes(per_view, self.volume_aggregation_method, view_mask, vol_confidences)
 
     def forward_features(
         self,
@@ -508,9 +575,12 @@ class VolumetricTriangulationNet(nn.Module):
         images: Tensor,
         cameras: CameraRig | Tensor,
         root: Tensor | None = None,
+        *,
         view_mask: Tensor | None = None,
     ) -> VolumetricOutput:
-        """Volumetric triangulation of ``B`` multi-view samples.
+        """Volumetric triangulation of ``B`` multi-view samples (the multi-view forward contract:
+        ``model(images, proj_matrices, root=None)`` -> dict with ``keypoints_3d``, ``volumes``,
+        ``coord_volumes``).
 
         Args:
             images: ``(B, V, 3, H, W)`` normalised crops (the reference's BGR quirk, see
@@ -560,7 +630,7 @@ class VolumetricTriangulationNet(nn.Module):
             root = self.root_from_keypoints(torch.as_tensor(batch["keypoints_3d"]))
         if root is not None:
             root = root.to(images.device)
-        return self(images, P, root, view_mask)
+        return self(images, P, root, view_mask=view_mask)
 
     # ----------------------------------------------------------------------------- helpers
     @staticmethod
@@ -576,18 +646,31 @@ class VolumetricTriangulationNet(nn.Module):
         return P.expand(B, V, 3, 4)
 
     def _root_from_model(self, images: Tensor, P: Tensor, view_mask: Tensor | None) -> Tensor:
-        was_training = self.root_model.training
-        self.root_model.eval()  # a fixed root predictor: no batch statistics, no running-stat updates
-        try:
-            with torch.no_grad():
-                out = self.root_model(images, P, view_mask)
-        finally:
-            self.root_model.train(was_training)
-        if isinstance(out, Mapping):
-            out = out["keypoints_3d"]
-        elif isinstance(out, tuple | list):
-            out = out[0]
-        return self.root_from_keypoints(out).detach()
+        return predict_root(self.root_model, images, P, self.root_joints, view_mask)
+
+
+def predict_root(
+    root_model: nn.Module,
+    images: Tensor,
+    proj_matrices: Tensor,
+    root_joints: Sequence[int],
+    view_mask: Tensor | None = None,
+) -> Tensor:
+    """Cuboid centres ``(B, 3)`` mm from a root predictor (e.g. the algebraic model): the mean of its
+    ``keypoints_3d`` at ``root_joints``. Run in eval mode without gradients (a fixed predictor: no
+    batch statistics, no running-stat updates), its training flag restored afterwards."""
+    was_training = root_model.training
+    root_model.eval()
+    try:
+        with torch.no_grad():
+            out = root_model(images, proj_matrices, view_mask=view_mask)
+    finally:
+        root_model.train(was_training)
+    if isinstance(out, Mapping):
+        out = out["keypoints_3d"]
+    elif isinstance(out, tuple | list):
+        out = out[0]
+    return out[..., list(root_joints), :3].mean(-2).detach()
 
 
 class VolumetricOutput(dict):
