@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from mvpose.geometry.softargmax import soft_argmax_2d
 from mvpose.geometry.triangulation import triangulate_dlt, triangulate_robust
+from mvpose.models._checkpoint import load_state_dict_strict
 from mvpose.models.backbone import (
     PoseResNet,
     _tensor_dict,
@@ -304,18 +305,11 @@ def load_official_algebraic(path: str | Path, **overrides) -> AlgebraicTriangula
         image_shape=overrides.get("image_shape"),
         backbone=backbone,
     )
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    shapes = [
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{path}: checkpoint does not fit AlgebraicTriangulationNet(backbone={backbone.block} "
-            f"{list(backbone.layers)}, num_joints={num_joints}, use_confidences={use_conf}): missing keys "
-            f"{missing}, unexpected keys {unexpected}, shape mismatches (checkpoint vs model) {shapes}"
-        )
-    model.load_state_dict(sd, strict=True)
+    load_state_dict_strict(
+        model,
+        sd,
+        path,
+        f"AlgebraicTriangulationNet(backbone={backbone.block} {list(backbone.layers)}, "
+        f"num_joints={num_joints}, use_confidences={use_conf})",
+    )
     return model.eval()

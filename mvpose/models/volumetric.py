@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from mvpose.geometry.camera import CameraRig
 from mvpose.geometry.rotations import rotation_about_axis
 from mvpose.geometry.softargmax import soft_argmax_3d
+from mvpose.models._checkpoint import load_state_dict_strict
 from mvpose.models.backbone import (
     PoseResNet,
     _tensor_dict,
@@ -809,19 +810,11 @@ def load_official_volumetric(path, **overrides) -> VolumetricTriangulationNet:
     model.root_source = root_source  # "algebraic": the caller attaches model.root_model
     if model.process_features[0].in_channels != feat_ch:
         model.process_features = feature_head(feat_ch, dim)
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    shapes = [
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{path}: checkpoint does not fit VolumetricTriangulationNet(backbone={backbone.block} "
-            f"{list(backbone.layers)}, num_joints={num_joints}, volume_aggregation_method={method!r}, "
-            f"volume_features_dim={dim}): missing keys {missing}, unexpected keys {unexpected}, shape "
-            f"mismatches (checkpoint vs model) {shapes}"
-        )
-    model.load_state_dict(sd, strict=True)
+    load_state_dict_strict(
+        model,
+        sd,
+        path,
+        f"VolumetricTriangulationNet(backbone={backbone.block} {list(backbone.layers)}, "
+        f"num_joints={num_joints}, volume_aggregation_method={method!r}, volume_features_dim={dim})",
+    )
     return model.eval()
