@@ -4,7 +4,7 @@ A pickle can run arbitrary code when it is loaded. :class:`SafeUnpickler` resolv
 that numpy arrays, dtypes and scalars need to rebuild (under their numpy 1 and numpy 2 names), the
 latin-1 ``_codecs.encode`` through which protocol-2 pickles store array bytes, and a few plain
 containers; any other global is refused before it is imported. Subclasses turn the refusal into the
-error type of their file family (see :meth:`SafeUnpickler.forbidden`).
+error type of their file family (see :meth:`SafeUnpickler.error`).
 """
 
 from __future__ import annotations
@@ -54,28 +54,47 @@ def allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+_UNREADABLE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError)
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Unpickler that admits only numpy array/dtype/scalar reconstruction and plain containers.
 
-    ``encoding="latin1"`` lets Python 2 pickles of arrays load. Override :meth:`forbidden` to raise
-    the caller's own error type (naming the file); by default it is a ``pickle.UnpicklingError``.
+    ``encoding="latin1"`` lets Python 2 pickles of arrays load. Override :meth:`error` to raise the
+    caller's own error type (naming the file); by default it is a ``pickle.UnpicklingError``.
+    :meth:`load_checked` also turns a corrupt or truncated pickle into that error.
     """
 
     def __init__(self, file, path=None):
         super().__init__(file, encoding="latin1")
         self._path = path
+        self._refused: Exception | None = None
 
-    def forbidden(self, what: str) -> Exception:
-        return pickle.UnpicklingError(f"{self._path}: {what}; the file was not loaded")
+    def error(self, message: str) -> Exception:
+        """The exception to raise for ``message`` (subclasses: their file family's error)."""
+        return pickle.UnpicklingError(f"{self._path}: {message}")
+
+    def _refuse(self, what: str) -> Exception:
+        self._refused = self.error(f"{what}; the file was not loaded")
+        return self._refused
 
     def find_class(self, module, name):
         obj = allowed_globals().get((module, name))
         if obj is None:
-            raise self.forbidden(
+            raise self._refuse(
                 f"the pickle refers to the global '{module}.{name}', which is not allowed (only numpy "
                 "arrays, dtypes and plain containers are admitted)"
             )
         return obj
 
     def persistent_load(self, pid):
-        raise self.forbidden("the pickle uses persistent ids, which are not allowed")
+        raise self._refuse("the pickle uses persistent ids, which are not allowed")
+
+    def load_checked(self):
+        """:meth:`load`, with any failure to read raised as :meth:`error` (refusals unchanged)."""
+        try:
+            return self.load()
+        except _UNREADABLE as e:
+            if e is self._refused:
+                raise
+            raise self.error(f"not a readable pickle of numpy arrays ({type(e).__name__}: {e})") from None

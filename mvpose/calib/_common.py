@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvpose.errors import FileFieldError
 from mvpose.geometry.camera import CameraRig
 
 logger = logging.getLogger("mvpose.calib")
@@ -27,22 +28,14 @@ ROTATION_TOLERANCE = 1e-4
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 
 
-class CalibrationError(ValueError):
+class CalibrationError(FileFieldError):
     """A calibration file is missing, malformed or unsupported.
 
     The message names the file and, where one is at fault, the field, and says what was expected.
     ``path`` and ``field`` are kept as attributes.
     """
 
-    def __init__(self, path, field: str | None, message: str):
-        self.path = None if path is None else str(path)
-        self.field = field
-        where = []
-        if path is not None:
-            where.append(f"calibration file '{path}'")
-        if field:
-            where.append(f"field '{field}'")
-        super().__init__((", ".join(where) + ": " if where else "") + message)
+    file_label = "calibration file"
 
 
 @dataclass

@@ -22,8 +22,6 @@ Layouts (a dict of per-camera dicts of numpy arrays):
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 
 from mvpose.calib._common import (
@@ -45,29 +43,14 @@ from mvpose.safe_pickle import SafeUnpickler
 class RestrictedUnpickler(SafeUnpickler):
     """:class:`mvpose.safe_pickle.SafeUnpickler` raising :class:`CalibrationError` (names the file)."""
 
-    def forbidden(self, what: str) -> Exception:
-        return CalibrationError(self._path, None, f"{what}. The file was not loaded.")
+    def error(self, message: str) -> Exception:
+        return CalibrationError(self._path, None, message)
 
 
 def load_pickle(path):
     """Unpickle ``path`` with :class:`RestrictedUnpickler`."""
-    try:
-        with open(path, "rb") as f:
-            return RestrictedUnpickler(f, path).load()
-    except CalibrationError:
-        raise
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-    ) as e:
-        raise CalibrationError(
-            path, None, f"not a readable pickle of numpy arrays ({type(e).__name__}: {e})"
-        ) from None
+    with open(path, "rb") as f:
+        return RestrictedUnpickler(f, path).load_checked()
 
 
 def read(path, subject=None):

@@ -46,7 +46,6 @@ one in this layout from the real Human3.6M cameras.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -56,6 +55,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mvpose.data.transforms import crop_and_resize, normalize_image, square_bbox, undistort_frame
+from mvpose.errors import FileFieldError
 from mvpose.geometry.camera import CameraRig
 from mvpose.safe_pickle import SafeUnpickler
 from mvpose.skeleton import H36M17_LT, Skeleton
@@ -82,43 +82,20 @@ CAMERA_NAMES = ("54138969", "55011271", "58860488", "60457274")
 DEFAULT_LABELS = Path("extra") / "human36m-multiview-labels-GTbboxes.npy"
 
 
-class DatasetError(ValueError):
+class DatasetError(FileFieldError):
     """A dataset file is missing a field or is malformed; names the file and the field."""
 
-    def __init__(self, path, field: str | None, message: str):
-        self.path = None if path is None else str(path)
-        self.field = field
-        where = []
-        if path is not None:
-            where.append(f"file '{path}'")
-        if field:
-            where.append(f"field '{field}'")
-        super().__init__((", ".join(where) + ": " if where else "") + message)
+    file_label = "file"
 
 
 # ------------------------------------------------------------------------------------- safe loading
 class _Unpickler(SafeUnpickler):
-    def forbidden(self, what: str) -> Exception:
-        return DatasetError(self._path, None, f"{what}; the file was not loaded")
+    def error(self, message: str) -> Exception:
+        return DatasetError(self._path, None, message)
 
 
 def _unpickle(f, path):
-    try:
-        return _Unpickler(f, path).load()
-    except DatasetError:
-        raise
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-    ) as e:
-        raise DatasetError(
-            path, None, f"not a readable pickle of numpy arrays ({type(e).__name__}: {e})"
-        ) from None
+    return _Unpickler(f, path).load_checked()
 
 
 def _read_npy_header(f, version):

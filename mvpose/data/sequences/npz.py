@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from mvpose.errors import FileFieldError
 from mvpose.safe_pickle import SafeUnpickler
 from mvpose.skeleton import H36M17
 
@@ -100,22 +101,20 @@ _LAYOUT_3D = "positions_3d = {subject: {action: (T, 32 or 17, 3) world metres}}"
 _LAYOUT_2D = "positions_2d = {subject: {action: [(T, J, 2) pixels per camera]}}"
 
 
-class SequenceFileError(ValueError):
+class SequenceFileError(FileFieldError):
     """A sequence file (VideoPose3D npz) is malformed, unsafe or not of the expected layout.
 
     The message names the file and, where one is at fault, the key, and says what was expected;
     ``path`` and ``key`` are kept as attributes.
     """
 
-    def __init__(self, path, key: str | None, message: str):
-        self.path = None if path is None else str(path)
-        self.key = key
-        where = []
-        if path is not None:
-            where.append(f"sequence file '{path}'")
-        if key:
-            where.append(f"key '{key}'")
-        super().__init__((", ".join(where) + ": " if where else "") + message)
+    file_label = "sequence file"
+    field_label = "key"
+
+    @property
+    def key(self) -> str | None:
+        """The npz key at fault (the ``field``)."""
+        return self.field
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,8 +137,8 @@ class RestrictedUnpickler(SafeUnpickler):
         super().__init__(file, path)
         self._key = key
 
-    def forbidden(self, what: str) -> Exception:
-        return SequenceFileError(self._path, self._key, f"{what}. The file was not loaded.")
+    def error(self, message: str) -> Exception:
+        return SequenceFileError(self._path, self._key, message)
 
 
 def _read_member(zf: zipfile.ZipFile, member: str, path, key: str):
