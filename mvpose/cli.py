@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
+
+#: modules of :mod:`mvpose.commands`, each with ``register(subparsers)`` adding its subcommand(s)
+COMMAND_MODULES: tuple[str, ...] = ()
+#: benchmarks in :mod:`mvpose.bench` with ``main(args) -> int`` (args: what, data, out, repeats, seed, ...)
+BENCH_MODULES: tuple[str, ...] = ()
 
 
 def _cmd_triangulate(args: argparse.Namespace) -> int:
@@ -141,6 +147,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.out:
             print(f"JSON written to {args.out}")
         return 0
+    if args.what in BENCH_MODULES:  # mvpose.bench.<what>.main(args) -> int
+        return importlib.import_module(f"mvpose.bench.{args.what}").main(args)
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
 
@@ -242,13 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export_sequences)
 
     p = sub.add_parser("bench", help="benchmarks: ours against a reference, in one run")
-    p.add_argument("what", choices=("triangulation", "data", "models"))
+    p.add_argument("what", choices=("triangulation", "data", "models", *BENCH_MODULES))
     p.add_argument("--data", type=Path, default=None, help="shared data folder (default: ../shared/data)")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-paper", action="store_true", help="models: skip the slow paper-size forward timing")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_bench)
+
+    for name in COMMAND_MODULES:  # larger subcommands live in mvpose.commands.<name>
+        importlib.import_module(f"mvpose.commands.{name}").register(sub)
     return parser
 
 
