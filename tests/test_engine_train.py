@@ -102,6 +102,12 @@ def test_evaluation_matches_direct_computation_and_outputs_exist(tmp_path):
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if h["tag"] == "train"] == [1, 2]
     assert load_checkpoint(tr.checkpoint_path)["config"]["model"]["kind"] == "volumetric"
+    # `mvpose eval` on the checkpoint (its stored config) gives the same table
+    from mvpose.cli import main as cli
+
+    assert cli(["eval", "--checkpoint", str(tr.checkpoint_path), "--out-dir", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "results_eval.json").read_text())["metrics"]["overall"]
+    assert again["MPJPE"] == pytest.approx(o["MPJPE"], rel=1e-9) and again["N"] == 6
 
 
 @pytest.mark.parametrize("kind", ["algebraic", "contextpose"])

@@ -34,6 +34,7 @@ __all__ = [
     "LogConfig",
     "ExperimentConfig",
     "load_config",
+    "read_config_dict",
     "config_from_dict",
     "config_to_dict",
     "apply_overrides",
@@ -183,6 +184,10 @@ class LogConfig:
 
 @dataclass
 class ExperimentConfig:
+    """A multi-view training run. (``task: sequence`` configs use the temporal stage's schema,
+    :mod:`mvpose.engine.sequence`.)"""
+
+    task: Literal["multiview"] = "multiview"
     name: str = "experiment"
     out_dir: str = "runs/experiment"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -265,11 +270,12 @@ def _from_dict(cls, data: dict, prefix: str, source: str):
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
-    """An :class:`ExperimentConfig` from a nested mapping, strictly."""
+def config_from_dict(data: dict, source: str = "<dict>", cls=None):
+    """A config dataclass (default :class:`ExperimentConfig`) from a nested mapping, strictly."""
+    cls = cls or ExperimentConfig
     if not isinstance(data, dict):
         raise ConfigError(source, "<top>", f"expected a mapping, got {type(data).__name__}")
-    return _from_dict(ExperimentConfig, data, "", source)
+    return _from_dict(cls, data, "", source)
 
 
 def config_to_dict(cfg) -> dict:
@@ -325,15 +331,21 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], source: 
     return data
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read ``path`` (YAML; None: the defaults) and apply ``--set`` overrides, strictly."""
+def read_config_dict(path: str | Path) -> dict:
+    """The raw mapping of a YAML config with its ``base:`` chain merged (not yet validated)."""
+    return _read_yaml(Path(path))
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), cls=None):
+    """Read ``path`` (YAML; None: the defaults) and apply ``--set`` overrides, strictly, into ``cls``
+    (default :class:`ExperimentConfig`; any dataclass schema, e.g. the sequence task's)."""
     data = _read_yaml(Path(path)) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
     if overrides:
-        config_from_dict(data, source)  # file errors name the file, not --set
+        config_from_dict(data, source, cls)  # file errors name the file, not --set
         data = apply_overrides(data, overrides)
         source = f"{source} with --set"
-    return config_from_dict(data, source)
+    return config_from_dict(data, source, cls)
 
 
 def git_revision(path: str | Path | None = None) -> str | None:

@@ -67,6 +67,17 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str | Path | None = N
     return metrics
 
 
+def _task_of(path: Path, overrides: list[str]) -> str:
+    """The config's ``task`` (``multiview`` by default), ``--set task=...`` included."""
+    from mvpose.engine.config import read_config_dict
+
+    task = read_config_dict(path).get("task", "multiview")
+    for item in overrides:
+        if item.split("=", 1)[0].strip() == "task":
+            task = item.split("=", 1)[1].strip()
+    return task
+
+
 def main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     from mvpose.engine import distributed as D
@@ -76,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.config is not None and _task_of(args.config, args.overrides) == "sequence":
+            from mvpose.engine.sequence import main_sequence  # the temporal stage's own schema and loop
+
+            return main_sequence(args)
         cfg = load_config(args.config, args.overrides)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"train.py: error: {exc}")
