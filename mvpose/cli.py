@@ -11,9 +11,9 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 #: modules of :mod:`mvpose.commands`, each with ``register(subparsers)`` adding its subcommand(s)
-COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz")
+COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz", "export")
 #: benchmarks in :mod:`mvpose.bench` with ``main(args) -> int`` (args: what, data, out, repeats, seed, ...)
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = ("filters",)
 
 
 def _cmd_triangulate(args: argparse.Namespace) -> int:
