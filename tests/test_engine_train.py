@@ -98,6 +98,7 @@ def test_evaluation_matches_direct_computation_and_outputs_exist(tmp_path):
     assert o["MPJPE"] == pytest.approx(float(mpjpe(pred, gt, root=6)), rel=1e-4)
     assert o["P-MPJPE"] == pytest.approx(float(p_mpjpe(pred, gt)), rel=1e-4)
     assert (tmp_path / "run" / "config.yaml").is_file()
+    assert tr.png_path == tmp_path / "run" / "pred_vs_gt.png" and tr.png_path.stat().st_size > 10_000
     assert any((tmp_path / "run" / "tensorboard").iterdir())
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if h["tag"] == "train"] == [1, 2]

@@ -261,6 +261,8 @@ class Trainer:
             )
             if example is not None and self.cfg.train.image_every:
                 try:
+                    if self.cfg.model.kind != "algebraic":  # volumetric models leave the heatmaps untrained
+                        example = {k: v for k, v in example.items() if k != "heatmaps"}
                     self.logger.images("val", example_images(example, self._skeleton()), self.step)
                 except ImportError:  # pictures are optional (mvpose.viz)
                     pass
@@ -305,7 +307,7 @@ class Trainer:
                     example["pred_mm"].numpy(),
                     example["gt_mm"].numpy(),
                     self._skeleton(),
-                    f"{self.cfg.name}: step {self.step}, val MPJPE {metrics['overall']['MPJPE']:.1f} mm",
+                    f"{self.cfg.model.kind}, step {self.step}",
                 )
             except ImportError:
                 pass
