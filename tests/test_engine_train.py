@@ -120,3 +120,25 @@ def test_other_model_kinds_train(tmp_path, kind):
     tr = Trainer(tiny_config(tmp_path / kind, kind=kind, steps=2, extra=extra))
     m = tr.train()
     assert m["overall"]["N"] == 6 and m["overall"]["MPJPE"] == m["overall"]["MPJPE"]  # finite, not NaN
+
+
+@pytest.mark.parametrize("kind", ["algebraic", "volumetric", "contextpose"])
+def test_every_trainable_parameter_gets_a_gradient(tmp_path, kind):
+    """What DDP (find_unused_parameters=False) requires of each model kind."""
+    from mvpose.data.collate import collate_multiview
+    from mvpose.engine.build import build_datasets, build_model
+    from mvpose.engine.task import MultiViewTask
+
+    extra = {
+        "contextpose": ["loss.global_attention_weight=1e6", "model.volume_size=16"],
+        "algebraic": ["model.use_confidences=false"],
+        "volumetric": [],
+    }[kind]
+    cfg = tiny_config(tmp_path, kind=kind, extra=extra)
+    net, task = build_model(cfg).train(), MultiViewTask(cfg)
+    train, _ = build_datasets(cfg)
+    batch = collate_multiview([train[0], train[1]])
+    loss, _ = task.loss(task.forward(net, batch), batch, step=0)
+    loss.backward()
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing

@@ -114,6 +114,8 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
             limb_std=std,
             temperature=m.temperature,
         )
+        for prm in net.backbone.final_layer.parameters():  # the heatmap head is unused (DDP needs this)
+            prm.requires_grad_(False)
     if m.pretrained_backbone:
         load_pose_resnet_backbone(net.backbone, m.pretrained_backbone)
     return net
