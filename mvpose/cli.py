@@ -11,9 +11,9 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 #: modules of :mod:`mvpose.commands`, each with ``register(subparsers)`` adding its subcommand(s)
-COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz", "export")
+COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz", "export", "infer")
 #: benchmarks in :mod:`mvpose.bench` with ``main(args) -> int`` (args: what, data, out, repeats, seed, ...)
-BENCH_MODULES: tuple[str, ...] = ("filters",)
+BENCH_MODULES: tuple[str, ...] = ("filters", "studio")
 
 
 def _cmd_triangulate(args: argparse.Namespace) -> int:

@@ -41,6 +41,11 @@ __all__ = [
     "resolve_skeleton",
     "match_cameras",
     "camera_number",
+    "camera_index",
+    "parse_sync_offsets",
+    "parse_frame_range",
+    "shift_cameras",
+    "select_frames",
 ]
 
 logger = logging.getLogger(__name__)
@@ -565,4 +570,138 @@ def match_cameras(detection_names: Sequence[str], rig_names: Sequence[str]) -> t
         f"cannot match the {len(det)} detection cameras {det} to the {len(rig)} calibration cameras {rig}: "
         "names/numbers differ and the counts differ; rename the camera folders after the calibration cameras "
         "(e.g. cam1_json for cam_01) or use a calibration with the same cameras"
+    )
+
+
+def camera_index(key: str, names: Sequence[str], aliases: Sequence[str] | None = None) -> int:
+    """Index of the camera called ``key`` among ``names`` (or their ``aliases``, e.g. the calibration
+    names of detection folders): same name (case-insensitive, ``_json`` ignored), else the same camera
+    number if exactly one camera has it. ``KeyError`` lists the known names otherwise."""
+    for cands in (names, aliases or ()):
+        plain = [_plain(n) for n in cands]
+        if _plain(key) in plain:
+            return plain.index(_plain(key))
+    num = camera_number(key)
+    if num is not None:
+        hits = {i for i, n in enumerate(names) if camera_number(n) == num}
+        hits |= {i for i, n in enumerate(aliases or ()) if camera_number(n) == num}
+        if len(hits) == 1:
+            return hits.pop()
+    known = list(names) + [a for a in (aliases or ()) if a not in names]
+    raise KeyError(f"unknown camera {key!r}; cameras are {known}")
+
+
+def parse_sync_offsets(text: str | None) -> dict[str, int]:
+    """``"cam1=3,cam2=-1"`` -> ``{"cam1": 3, "cam2": -1}`` (integer frame offsets per camera).
+
+    Raises ValueError naming the bad item."""
+    out: dict[str, int] = {}
+    if not text:
+        return out
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(
+                f"--sync-offsets: bad item {item!r}; expected CAMERA=FRAMES (an integer), e.g. cam2=3,cam4=-1"
+            ) from None
+    return out
+
+
+def parse_frame_range(text: str | None) -> tuple[int | None, int | None]:
+    """``"a:b"`` -> ``(a, b)`` (frame numbers, ``b`` excluded; either may be empty);
+    ``"a"`` -> ``(a, a + 1)``."""
+    if text is None or str(text).strip() in ("", ":"):
+        return None, None
+    a, sep, b = str(text).partition(":")
+    try:
+        start = int(a) if a.strip() else None
+        stop = int(b) if b.strip() else None
+    except ValueError:
+        raise ValueError(
+            f"--frames: bad range {text!r}; expected START:STOP frame numbers, e.g. 0:100"
+        ) from None
+    if not sep:
+        stop = start + 1  # a single frame
+    if start is not None and stop is not None and stop <= start:
+        raise ValueError(f"--frames: empty range {text!r} (STOP must be larger than START)")
+    return start, stop
+
+
+def shift_cameras(det: Detections, offsets: dict[int, int]) -> Detections:
+    """Apply per-camera frame offsets: frame ``f`` of the result holds camera ``v``'s frame
+    ``f + offsets[v]`` (a camera that started recording ``k`` frames early has offset ``k``).
+
+    The result keeps the frames where every camera lies inside its recorded range (the overlap);
+    frame numbers are on the timeline of the cameras with offset 0. Missing frames stay NaN.
+
+    Args:
+        det: detections; ``offsets`` maps camera indices to integer frame offsets (others: 0).
+
+    Raises:
+        ValueError: the offsets leave no frame common to all cameras.
+    """
+    V = det.num_views
+    off = np.zeros(V, np.int64)
+    for v, k in offsets.items():
+        off[int(v)] = int(k)
+    if not off.any():
+        return det
+    fi = det.frame_indices
+    lo, hi = int(fi.min()), int(fi.max())
+    start, stop = lo - int(off.min()), hi - int(off.max()) + 1  # capture frames every camera covers
+    if stop <= start:
+        raise ValueError(
+            f"sync offsets {dict(zip(det.camera_names, off.tolist()))} leave no frame seen by every camera "
+            f"(frames {lo}..{hi})"
+        )
+    frames = np.arange(start, stop)
+    pos = np.full(hi - lo + 1, -1, np.int64)
+    pos[fi - lo] = np.arange(len(fi))
+    src = pos[frames[None, :] + off[:, None] - lo]  # (V, T') position in det, -1: no file
+    kp = det.keypoints[np.arange(V)[:, None], np.clip(src, 0, None)]
+    kp = np.where((src >= 0)[:, :, None, None, None], kp, np.nan)
+    warnings = list(det.warnings)
+    dropped = len(fi) - len(frames)
+    if dropped > 0:
+        msg = (
+            f"sync offsets {', '.join(f'{n}={k:+d}' for n, k in zip(det.camera_names, off) if k)}: "
+            f"{len(frames)} frames ({start}..{stop - 1}) are seen by every camera; {dropped} dropped"
+        )
+        logger.info(msg)
+        warnings.append(msg)
+    return Detections(kp, det.camera_names, frames, det.source, det.skeleton, det.joint_names, warnings)
+
+
+def select_frames(det: Detections, start: int | None = None, stop: int | None = None) -> Detections:
+    """Frames whose number lies in ``[start, stop)`` (``None``: unbounded); ValueError if none does."""
+    fi = det.frame_indices
+    keep = np.ones(len(fi), bool)
+    if start is not None:
+        keep &= fi >= start
+    if stop is not None:
+        keep &= fi < stop
+    if not keep.any():
+        raise ValueError(
+            f"--frames {'' if start is None else start}:{'' if stop is None else stop} selects no frame; "
+            f"the detections hold frames {fi.min()}..{fi.max()}"
+            if len(fi)
+            else "the detections hold no frame"
+        )
+    if keep.all():
+        return det
+    return Detections(
+        det.keypoints[:, keep],
+        det.camera_names,
+        fi[keep],
+        det.source,
+        det.skeleton,
+        det.joint_names,
+        list(det.warnings),
     )

@@ -22,12 +22,23 @@ import torch
 from tqdm.auto import tqdm
 
 from mvpose.geometry.camera import CameraRig
-from mvpose.geometry.triangulation import METHODS
+from mvpose.geometry.triangulation import METHODS, reprojection_error, triangulate
 from mvpose.pipeline.association import select_single_person
 from mvpose.pipeline.detections import Detections, load_detections, match_cameras
 from mvpose.skeleton import Skeleton, get_skeleton
 
-__all__ = ["TriangulationResult", "triangulate_capture", "write_result", "read_result", "format_summary"]
+__all__ = [
+    "TriangulationResult",
+    "triangulate_capture",
+    "resolve_inputs",
+    "triangulate_frames",
+    "camera_statistics",
+    "prepare_detections",
+    "temporal_filter",
+    "write_result",
+    "read_result",
+    "format_summary",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ _STATS = (
     "median_error_px",
     "p90_error_px",
     "views_dropped",
+    "rejected_fraction",
+    "frames_missing",
 )
 
 
@@ -60,7 +73,10 @@ class TriangulationResult:
         camera_stats: per camera ``(V,)`` arrays: ``frames_detected`` (frames where the subject has
             a confident keypoint), ``detected_fraction`` and ``used_fraction`` (of ``T * J``),
             ``median_error_px`` and ``p90_error_px`` (over used observations), ``views_dropped``
-            (frames where people were detected but none was consistent with the other views).
+            (frames where people were detected but none was consistent with the other views),
+            ``rejected_fraction`` (share of the subject's confident detections not used) and
+            ``frames_missing`` (frames without any detection: no file, unreadable, nobody seen);
+            see :func:`camera_statistics`.
         settings: the options and inputs (paths, method, thresholds, camera mapping).
         warnings: problems met (files, frames, cameras).
     """
@@ -119,6 +135,261 @@ def _nanpercentile(x: np.ndarray, q: float, axis) -> np.ndarray:
         return np.nanpercentile(x, q, axis=axis)
 
 
+def resolve_inputs(
+    calib, detections, skeleton: str | Skeleton | None = None, subject=None
+) -> tuple[CameraRig, Detections, dict[str, str], str, list[str]]:
+    """Read the calibration and the detections and match their cameras.
+
+    Returns:
+        ``(rig, det, mapping, how, warnings)``: the float64 rig of the detection cameras in the
+        detections' order, the detections (``skeleton`` applied), ``{detection name: calibration
+        name}``, how the names were matched, and the warnings so far.
+
+    Raises:
+        ValueError / FileNotFoundError: bad inputs, cameras that cannot be matched (both sides listed),
+        fewer than two cameras.
+    """
+    rig = _load_rig(calib, subject).to(dtype=torch.float64)
+    if isinstance(detections, Detections):
+        det = detections
+        if skeleton is not None:
+            sk = get_skeleton(skeleton)
+            if sk.num_joints != det.num_joints:
+                raise ValueError(
+                    f"skeleton {sk.name!r} has {sk.num_joints} joints but the detections "
+                    f"({', '.join(str(p) for p in det.source[:1]) or 'given'}) have {det.num_joints}"
+                )
+            if det.skeleton != sk.name:
+                det = Detections(
+                    det.keypoints,
+                    det.camera_names,
+                    det.frame_indices,
+                    det.source,
+                    sk.name,
+                    None,
+                    list(det.warnings),
+                )
+    else:
+        det = load_detections(detections, skeleton)
+    if not np.isfinite(det.keypoints[..., 2]).any():
+        src = ", ".join(str(p) for p in det.source[:1]) or "given"
+        raise ValueError(
+            f"detections ({src}): no keypoint detected in any camera or frame; nothing to triangulate"
+        )
+    warnings = list(det.warnings)
+    index, how = match_cameras(det.camera_names, rig.names)
+    mapping = {d: rig.names[i] for d, i in zip(det.camera_names, index)}
+    logger.info("cameras matched %s: %s", how, ", ".join(f"{d} -> {r}" for d, r in mapping.items()))
+    if how.startswith("by sorted order"):
+        warnings.append(
+            "detection cameras matched to calibration cameras by sorted order (names do not match): "
+            + ", ".join(f"{d} -> {r}" for d, r in mapping.items())
+        )
+    unused = [n for i, n in enumerate(rig.names) if i not in index]
+    if unused:
+        warnings.append(f"calibration cameras without detections (ignored): {', '.join(unused)}")
+    if det.num_views < 2:
+        raise ValueError(
+            f"need detections from at least 2 cameras to triangulate, got {det.num_views} "
+            f"({det.camera_names})"
+        )
+    return rig.select(index), det, mapping, how, warnings
+
+
+def undistort_points(rig: CameraRig, points_px: torch.Tensor, max_iterations: int = 8) -> torch.Tensor:
+    """``rig.undistort_points`` for a plain (unbatched) rig, faster on CPU for the OpenCV model.
+
+    Same Newton iteration as :func:`mvpose.geometry.distortion.undistort`, written out on the two
+    coordinates (no stacked 2x2 Jacobians), from one fixed-point step of the radial part, stopping
+    once every step is below 1e-7 (normalised units: the error left is about its square; 2 to 3
+    iterations for usual lenses). Other models and batched rigs use
+    ``rig.undistort_points``. ``points_px (*, V, J, 2)`` -> undistorted px, NaN stays NaN.
+    """
+    if not rig.has_distortion:
+        return points_px.to(rig.dtype)
+    if rig.distortion_model != "opencv" or len(rig.batch_shape):
+        return rig.undistort_points(points_px)
+    K, d = rig.K[:, None], rig.dist[:, None]  # (V, 1, ...) against (*, V, J)
+    fx, fy, cx, cy, skew = K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 0, 1]
+    k1, k2, p1, p2, k3 = d.unbind(-1)
+    px = points_px.to(rig.dtype)
+    yd = (px[..., 1] - cy) / fy
+    xd = (px[..., 0] - cx - skew * yd) / fx
+    # per-view constants of the distortion polynomial and its derivatives
+    one, p1_2, p2_2, p1_6, p2_6 = torch.ones_like(k1), 2 * p1, 2 * p2, 6 * p1, 6 * p2
+    k1_2, k2_4, k3_6 = 2 * k1, 4 * k2, 6 * k3
+    # start from one fixed-point step of the radial part (saves about one Newton iteration)
+    r2d = torch.addcmul(xd * xd, yd, yd)
+    inv = torch.addcmul(one, torch.addcmul(k1, torch.addcmul(k2, k3, r2d), r2d), r2d).reciprocal_()
+    x, y = xd * inv, yd * inv
+    for _ in range(max_iterations):
+        x2, y2, xy = x * x, y * y, x * y
+        r2 = x2 + y2
+        radial = torch.addcmul(one, torch.addcmul(k1, torch.addcmul(k2, k3, r2), r2), r2)
+        g2 = torch.addcmul(k1_2, torch.addcmul(k2_4, k3_6, r2), r2)  # 2 d radial / d r2
+        ex = torch.addcmul(-xd, x, radial).addcmul_(p2, r2).addcmul_(p1_2, xy).addcmul_(p2_2, x2)
+        ey = torch.addcmul(-yd, y, radial).addcmul_(p1, r2).addcmul_(p2_2, xy).addcmul_(p1_2, y2)
+        j00 = torch.addcmul(radial, g2, x2).addcmul_(p1_2, y).addcmul_(p2_6, x)
+        j11 = torch.addcmul(radial, g2, y2).addcmul_(p2_2, x).addcmul_(p1_6, y)
+        j01 = (g2 * xy).addcmul_(p1_2, x).addcmul_(p2_2, y)  # the Jacobian is symmetric for this model
+        det = torch.addcmul(j00 * j11, j01, j01, value=-1.0)
+        det = torch.where(det.abs() > 1e-12, det, one)  # singular (far outside the lens): no step
+        dx = torch.addcmul(j11 * ex, j01, ey, value=-1.0).div_(det)
+        dy = torch.addcmul(j00 * ey, j01, ex, value=-1.0).div_(det)
+        x, y = x - dx, y - dy
+        # quadratic convergence: after a step below 1e-7 the error is about its square
+        if not bool((dx.abs() + dy.abs()).nan_to_num(0.0).gt(1e-7).any()):
+            break
+    return torch.stack([fx * x + skew * y + cx, fy * y + cy], -1)
+
+
+def reprojection_errors(rig: CameraRig, points_mm: torch.Tensor, points_px: torch.Tensor) -> torch.Tensor:
+    """``rig.reprojection_error`` for a plain rig, faster on CPU for the OpenCV model: the distance
+    ``(*, V, J)`` px between ``points_mm (*, J, 3)`` projected with distortion and the raw
+    ``points_px (*, V, J, 2)``, with the projection written out on the two coordinates."""
+    if rig.distortion_model != "opencv" or len(rig.batch_shape):
+        return rig.reprojection_error(points_mm, points_px)
+    V = rig.num_views
+    X = points_mm.to(rig.dtype)
+    lead, J = X.shape[:-2], X.shape[-2]
+    Rt = torch.cat([rig.R, rig.t[..., None]], -1).reshape(3 * V, 4)  # rows (v, i)
+    Xc = torch.addmm(Rt[:, 3], X.reshape(-1, 3), Rt[:, :3].T).view(-1, J, V, 3)  # (N, J, V, 3)
+    Xc = Xc.permute(3, 0, 2, 1)  # (3, N, V, J)
+    z = Xc[2].reciprocal()
+    x, y = Xc[0] * z, Xc[1] * z
+    K, d = rig.K[:, None], rig.dist[:, None]  # (V, 1, ...)
+    k1, k2, p1, p2, k3 = d.unbind(-1)
+    x2, y2, xy = x * x, y * y, x * y
+    r2 = x2 + y2
+    radial = torch.addcmul(torch.ones_like(k1), torch.addcmul(k1, torch.addcmul(k2, k3, r2), r2), r2)
+    xd = (x * radial).addcmul_(p2, r2).addcmul_(2 * p1, xy).addcmul_(2 * p2, x2)
+    yd = (y * radial).addcmul_(p1, r2).addcmul_(2 * p2, xy).addcmul_(2 * p1, y2)
+    px = points_px.to(rig.dtype).reshape(-1, V, J, 2)
+    u = (xd * K[..., 0, 0]).addcmul_(K[..., 0, 1], yd).add_(K[..., 0, 2]).sub_(px[..., 0])
+    v = (yd * K[..., 1, 1]).add_(K[..., 1, 2]).sub_(px[..., 1])
+    return torch.hypot(u, v).view(*lead, V, J)
+
+
+def triangulate_frames(
+    rig: CameraRig,
+    keypoints: np.ndarray,
+    *,
+    method: str = "robust+refine",
+    min_confidence: float = 0.3,
+    threshold_px: float = 15.0,
+    generator: torch.Generator | None = None,
+    undistorted: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The triangulation engine of ``mvpose triangulate`` / ``mvpose infer``, batched over frames.
+
+    Args:
+        rig: the ``V`` cameras (float64).
+        keypoints: ``(V, T, J, 3)`` raw (distorted) x px, y px, confidence; NaN = missing.
+        method, threshold_px: see :func:`mvpose.geometry.triangulation.triangulate`.
+        min_confidence: keypoints below it get weight 0 (the weight is the confidence above).
+        undistorted: ``(V, T, J, 2)`` the keypoints already undistorted (``rig.undistort_points``),
+            to skip that step (the costly part with lens distortion) when the caller has them.
+
+    Returns:
+        ``X (T, J, 3)`` mm (NaN: fewer than two usable views), ``err (T, V, J)`` px between the
+        projection (with distortion) and every confident detection (NaN elsewhere), ``used (T, V, J)``.
+    """
+    px = torch.from_numpy(np.ascontiguousarray(keypoints[..., :2].transpose(1, 0, 2, 3)))  # (T, V, J, 2)
+    c = torch.from_numpy(np.ascontiguousarray(keypoints[..., 2].transpose(1, 0, 2)))
+    w = torch.where(c >= min_confidence, c, 0.0).nan_to_num(0.0)
+    if undistorted is None:
+        uv = undistort_points(rig, px)
+    else:
+        uv = torch.from_numpy(np.ascontiguousarray(undistorted.transpose(1, 0, 2, 3)))
+    # what CameraRig.triangulate does after undistorting
+    P = rig.projection_matrices()
+    X, used = triangulate(
+        uv,
+        P,
+        w,
+        method=method,
+        threshold_px=threshold_px,
+        return_views=True,
+        rig=rig,
+        points_2d_raw=px,
+        generator=generator,
+    )
+    finite = torch.isfinite(X).all(-1).unsqueeze(-2)
+    used = used & finite & (w > 0)
+    err = reprojection_errors(rig, X, px) if rig.has_distortion else reprojection_error(X, px, P)
+    err = torch.where((w > 0) & finite, err, float("nan"))
+    return X.numpy(), err.numpy(), used.numpy()
+
+
+def camera_statistics(
+    conf: np.ndarray,
+    err: np.ndarray,
+    used: np.ndarray,
+    min_confidence: float,
+    dropped: np.ndarray | None = None,
+    frames_missing: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-camera figures ``(V,)`` of one subject.
+
+    Args:
+        conf: ``(V, T, J)`` the subject's confidences (NaN where not detected or no person chosen).
+        err, used: ``(T, V, J)`` from :func:`triangulate_frames`.
+        dropped: ``(V,)`` frames where people were seen but none was the subject (default 0).
+        frames_missing: ``(V,)`` frames where the camera has no detection at all (no or unreadable
+            file, nobody detected; default 0).
+
+    Returns:
+        ``frames_detected``, ``detected_fraction``, ``used_fraction``, ``rejected_fraction`` (of the
+        confident detections, the share not used: outlier views, or no second view), ``median_error_px``,
+        ``p90_error_px``, ``views_dropped``, ``frames_missing``.
+    """
+    V, T, J = conf.shape
+    detected = np.nan_to_num(conf, nan=0.0) >= max(min_confidence, 1e-12)
+    denom = max(1, T * J)
+    err_v = np.where(used, err, np.nan).transpose(1, 0, 2).reshape(V, -1)
+    n_det = detected.sum((1, 2))
+    n_used = (used.transpose(1, 0, 2) & detected).sum((1, 2))
+    zeros = np.zeros(V, np.int64)
+    return {
+        "frames_detected": detected.any(-1).sum(-1).astype(np.int64),
+        "detected_fraction": n_det / denom,
+        "used_fraction": used.sum((0, 2)) / denom,
+        "rejected_fraction": np.where(n_det > 0, 1.0 - n_used / np.maximum(n_det, 1), np.nan),
+        "median_error_px": _nanpercentile(err_v, 50, axis=1),
+        "p90_error_px": _nanpercentile(err_v, 90, axis=1),
+        "views_dropped": zeros if dropped is None else np.asarray(dropped, np.int64),
+        "frames_missing": zeros if frames_missing is None else np.asarray(frames_missing, np.int64),
+    }
+
+
+def camera_warnings(stats: dict[str, np.ndarray], names, det_names, num_frames: int) -> list[str]:
+    """Warnings about cameras from :func:`camera_statistics`: no detection, few used, often dropped."""
+    out = []
+    for v, name in enumerate(names):
+        label = f"camera {name} ({det_names[v]})"
+        if stats["frames_detected"][v] == 0:
+            out.append(f"{label}: no detection of the subject in any frame")
+        elif stats["used_fraction"][v] < 0.25 * max(stats["detected_fraction"][v], 1e-9):
+            out.append(
+                f"{label}: only {100 * stats['used_fraction'][v]:.0f}% of joints used although "
+                f"{100 * stats['detected_fraction'][v]:.0f}% detected: check its calibration"
+            )
+        if stats["views_dropped"][v] > 0.2 * num_frames:
+            out.append(
+                f"{label}: in {stats['views_dropped'][v]} frames no detected person agreed with the "
+                "other cameras"
+            )
+        missing = int(stats.get("frames_missing", np.zeros(len(names)))[v])
+        if 0 < missing and stats["frames_detected"][v] > 0:
+            out.append(f"{label}: no detection at all in {missing} of {num_frames} frames")
+    return out
+
+
+def frames_without_detections(keypoints: np.ndarray) -> np.ndarray:
+    """``(V,)`` frames where a camera of ``keypoints (V, T, P, J, 3)`` has no keypoint at all."""
+    return (~np.isfinite(keypoints[..., 2]).any((2, 3))).sum(1).astype(np.int64)
+
+
 def triangulate_capture(
     calib,
     detections,
@@ -160,47 +431,8 @@ def triangulate_capture(
         raise ValueError(f"threshold_px must be > 0, got {threshold_px}")
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    rig = _load_rig(calib, subject).to(dtype=torch.float64)
-    if isinstance(detections, Detections):
-        det = detections
-        if skeleton is not None:
-            sk = get_skeleton(skeleton)
-            if sk.num_joints != det.num_joints:
-                raise ValueError(
-                    f"skeleton {sk.name!r} has {sk.num_joints} joints but the detections "
-                    f"({', '.join(str(p) for p in det.source[:1]) or 'given'}) have {det.num_joints}"
-                )
-            if det.skeleton != sk.name:
-                det = Detections(
-                    det.keypoints,
-                    det.camera_names,
-                    det.frame_indices,
-                    det.source,
-                    sk.name,
-                    None,
-                    list(det.warnings),
-                )
-    else:
-        det = load_detections(detections, skeleton)
-    warnings = list(det.warnings)
-
-    index, how = match_cameras(det.camera_names, rig.names)
-    mapping = {d: rig.names[i] for d, i in zip(det.camera_names, index)}
-    logger.info("cameras matched %s: %s", how, ", ".join(f"{d} -> {r}" for d, r in mapping.items()))
-    if how.startswith("by sorted order"):
-        warnings.append(
-            "detection cameras matched to calibration cameras by sorted order (names do not match): "
-            + ", ".join(f"{d} -> {r}" for d, r in mapping.items())
-        )
-    unused = [n for i, n in enumerate(rig.names) if i not in index]
-    if unused:
-        warnings.append(f"calibration cameras without detections (ignored): {', '.join(unused)}")
-    rig = rig.select(index)
+    rig, det, mapping, how, warnings = resolve_inputs(calib, detections, skeleton, subject)
     V, T, P, J = det.num_views, det.num_frames, det.num_persons, det.num_joints
-    if V < 2:
-        raise ValueError(
-            f"need detections from at least 2 cameras to triangulate, got {V} ({det.camera_names})"
-        )
 
     kp_all = det.keypoints
     warnings += _check_image_bounds(kp_all, rig, min_confidence)
@@ -234,18 +466,14 @@ def triangulate_capture(
                 dropped += (seen & (info.person_index < 0)).sum(0)
                 non_first += (info.person_index > 0).sum(0)
                 ambiguous += int(info.ambiguous.sum())
-            px = torch.from_numpy(np.ascontiguousarray(kp[..., :2].transpose(1, 0, 2, 3)))  # (Tc, V, J, 2)
-            c = torch.from_numpy(np.ascontiguousarray(kp[..., 2].transpose(1, 0, 2)))
-            w = torch.where(c >= min_confidence, c, 0.0).nan_to_num(0.0)
-            X, used = rig.triangulate(
-                px, w, method=method, threshold_px=threshold_px, return_views=True, generator=generator
+            X_all[s:e], err_all[s:e], used_all[s:e] = triangulate_frames(
+                rig,
+                kp,
+                method=method,
+                min_confidence=min_confidence,
+                threshold_px=threshold_px,
+                generator=generator,
             )
-            used = used & torch.isfinite(X).all(-1).unsqueeze(-2) & (w > 0)
-            err = rig.reprojection_error(X, px)
-            err = torch.where((w > 0) & torch.isfinite(X).all(-1).unsqueeze(-2), err, float("nan"))
-            X_all[s:e] = X.numpy()
-            err_all[s:e] = err.numpy()
-            used_all[s:e] = used.numpy()
             bar.update(e - s)
 
     # Per-camera statistics.
@@ -253,34 +481,11 @@ def triangulate_capture(
         :, :, 0
     ]  # (V, T, J)
     sub_conf = np.where(person_all.T[..., None] >= 0, sub_conf, np.nan)
+    stats = camera_statistics(
+        sub_conf, err_all, used_all, min_confidence, dropped, frames_without_detections(kp_all)
+    )
+    warnings += camera_warnings(stats, rig.names, det.camera_names, T)
     detected = np.nan_to_num(sub_conf, nan=0.0) >= max(min_confidence, 1e-12)
-    denom = max(1, T * J)
-    err_v = np.where(used_all, err_all, np.nan).transpose(1, 0, 2).reshape(V, -1)
-    stats = {
-        "frames_detected": detected.any(-1).sum(-1).astype(np.int64),
-        "detected_fraction": detected.sum((1, 2)) / denom,
-        "used_fraction": used_all.sum((0, 2)) / denom,
-        "median_error_px": _nanpercentile(err_v, 50, axis=1),
-        "p90_error_px": _nanpercentile(err_v, 90, axis=1),
-        "views_dropped": dropped,
-    }
-    for v, name in enumerate(rig.names):
-        if stats["frames_detected"][v] == 0:
-            warnings.append(
-                f"camera {name} ({det.camera_names[v]}): no detection of the subject in any frame"
-            )
-        elif stats["used_fraction"][v] < 0.25 * max(stats["detected_fraction"][v], 1e-9):
-            warnings.append(
-                f"camera {name} ({det.camera_names[v]}): only {100 * stats['used_fraction'][v]:.0f}% of "
-                "joints used "
-                f"although {100 * stats['detected_fraction'][v]:.0f}% detected: check its calibration"
-            )
-        if dropped[v] > 0.2 * T:
-            warnings.append(
-                f"camera {name} ({det.camera_names[v]}): in {dropped[v]} frames no detected person agreed "
-                "with the "
-                "other cameras"
-            )
     n_det, n_used = int(detected.sum()), int(used_all.sum())
     if method.startswith("robust") and n_det and n_used < 0.8 * n_det:
         warnings.append(
@@ -375,7 +580,15 @@ def _null_nan(a: np.ndarray):
 
 def write_result(result: TriangulationResult, path) -> Path:
     """Write ``result`` to ``path``: ``.npz`` (arrays + names) or ``.json`` (the same as lists,
-    NaN as null, with a ``units`` block). Returns the path written (atomic write)."""
+    NaN as null, with a ``units`` block). Returns the path written (atomic write). A
+    :class:`~mvpose.pipeline.multiperson.MultiPersonResult` is written by its own writer (the same
+    layout with a track axis)."""
+    if not isinstance(result, TriangulationResult):
+        from mvpose.pipeline.multiperson import MultiPersonResult, write_multiperson_result
+
+        if isinstance(result, MultiPersonResult):
+            return write_multiperson_result(result, path)
+        raise TypeError(f"write_result: expected a TriangulationResult, got {type(result).__name__}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".json"):
@@ -435,11 +648,51 @@ def _from_json_array(x, dtype=np.float64) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
+def _file_format(path: Path) -> str | None:
+    """The ``format`` field of a result file (``None`` if unreadable or absent)."""
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return str(z["format"]) if "format" in z.files else None
+        if path.suffix.lower() == ".json":
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            return doc.get("format") if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def prepare_detections(
+    det: Detections,
+    rig_names=None,
+    sync_offsets: dict[str, int] | None = None,
+    frames: tuple[int | None, int | None] = (None, None),
+) -> Detections:
+    """Apply ``--sync-offsets`` (camera names of the detections or of the calibration ``rig_names``)
+    and ``--frames (start, stop)`` to detections (see :func:`~mvpose.pipeline.detections.shift_cameras`)."""
+    from mvpose.pipeline.detections import camera_index, select_frames, shift_cameras
+
+    if sync_offsets:
+        aliases = None
+        if rig_names is not None:
+            index, _ = match_cameras(det.camera_names, rig_names)
+            aliases = [rig_names[i] for i in index]
+        off = {camera_index(k, det.camera_names, aliases): int(v) for k, v in sync_offsets.items()}
+        det = shift_cameras(det, off)
+    return select_frames(det, *frames)
+
+
 def read_result(path) -> TriangulationResult:
-    """Read a result written by :func:`write_result` (``.npz`` or ``.json``)."""
+    """Read a result written by :func:`write_result` (``.npz`` or ``.json``; a multi-person file
+    gives a :class:`~mvpose.pipeline.multiperson.MultiPersonResult`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"result file '{path}' not found")
+    if _file_format(path) == "mvpose-multiperson/1":
+        from mvpose.pipeline.multiperson import read_multiperson_result
+
+        return read_multiperson_result(path)
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
             stats = {
@@ -477,7 +730,9 @@ def read_result(path) -> TriangulationResult:
             np.asarray(doc["frame_indices"], dtype=np.int64),
             doc.get("skeleton"),
             {
-                k: _from_json_array(v, np.int64 if k in ("frames_detected", "views_dropped") else np.float64)
+                k: _from_json_array(
+                    v, np.int64 if k in ("frames_detected", "views_dropped", "frames_missing") else np.float64
+                )
                 for k, v in doc.get("camera_stats", {}).items()
             },
             doc.get("settings", {}),
@@ -507,15 +762,17 @@ def format_summary(result: TriangulationResult, max_warnings: int = 10) -> str:
         f"triangulated {frames}, {V} cameras, {J} joints"
         f"{f' ({result.skeleton})' if result.skeleton else ''}, method {result.settings.get('method', '?')}",
         "",
-        f"{'camera':<12} {'detections':<14} {'frames':>7} {'detected':>9} {'used':>7} {'median px':>10} "
-        f"{'p90 px':>8}",
+        f"{'camera':<12} {'detections':<14} {'frames':>7} {'missing':>8} {'detected':>9} {'used':>7} "
+        f"{'rejected':>9} {'median px':>10} {'p90 px':>8}",
     ]
     for v, name in enumerate(result.camera_names):
         src = det_names[v] if v < len(det_names) else ""
+        missing = int(s["frames_missing"][v]) if "frames_missing" in s else 0
+        rejected = s["rejected_fraction"][v] if "rejected_fraction" in s else float("nan")
         lines.append(
-            f"{name:<12} {src:<14} {int(s['frames_detected'][v]):>7d} "
+            f"{name:<12} {src:<14} {int(s['frames_detected'][v]):>7d} {missing:>8d} "
             f"{100 * s['detected_fraction'][v]:>8.1f}% {100 * s['used_fraction'][v]:>6.1f}% "
-            f"{_fmt(s['median_error_px'][v]):>10} {_fmt(s['p90_error_px'][v]):>8}"
+            f"{_fmt(100 * rejected):>8}% {_fmt(s['median_error_px'][v]):>10} {_fmt(s['p90_error_px'][v]):>8}"
         )
     lines += [
         "",
@@ -541,3 +798,90 @@ def format_summary(result: TriangulationResult, max_warnings: int = 10) -> str:
         if len(result.warnings) > max_warnings:
             lines.append(f"  ... and {len(result.warnings) - max_warnings} more")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Temporal filter hook
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_filter_spec(spec: str) -> tuple[str, dict]:
+    """``"butterworth:cutoff_hz=6,order=4"`` -> ``("butterworth", {"cutoff_hz": 6, "order": 4})``.
+
+    Values are read as int, else float, else kept as text."""
+    name, _, rest = str(spec).partition(":")
+    params: dict = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--filter {spec!r}: bad parameter {item!r}; expected NAME[:KEY=VALUE,...]")
+        for cast in (int, float, str):
+            try:
+                params[key.strip()] = cast(value.strip())
+                break
+            except ValueError:
+                continue
+    return name.strip().lower(), params
+
+
+def _butterworth_scipy(points: np.ndarray, fps: float, cutoff_hz: float = 6.0, order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth low-pass along axis 0 of ``points (T, ...)`` (``order / 2`` per pass),
+    on every NaN-free run long enough for ``sosfiltfilt``'s padding; other values are kept."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(max(1, int(order) // 2), float(cutoff_hz), btype="low", fs=float(fps), output="sos")
+    T = points.shape[0]
+    flat = points.reshape(T, -1)
+    out = flat.copy()
+    pad = 3 * (2 * len(sos) + 1)
+    ok = np.isfinite(flat)
+    if ok.all():
+        return sosfiltfilt(sos, flat, axis=0).reshape(points.shape) if T > pad else points.copy()
+    for c in np.flatnonzero(ok.any(0)):  # columns with gaps: each finite run on its own
+        edges = np.flatnonzero(np.diff(np.r_[0, ok[:, c].astype(np.int8), 0]))
+        for s, e in zip(edges[::2], edges[1::2]):
+            if e - s > pad:
+                out[s:e, c] = sosfiltfilt(sos, flat[s:e, c])
+    return out.reshape(points.shape)
+
+
+def temporal_filter(points_mm: np.ndarray, spec: str, fps: float | None, joint_names=None):
+    """The ``--filter`` hook: smooth 3D joints over time.
+
+    Runs :func:`mvpose.filters.smooth_trajectories` (gap filling, then the named filter) when the
+    ``mvpose.filters`` package is available; without it, only ``butterworth`` is offered (scipy's
+    ``sosfiltfilt`` on NaN-free runs, no gap filling).
+
+    Args:
+        points_mm: ``(T, J, 3)`` or ``(T, N, J, 3)`` (tracks on axis 1).
+        spec: ``NAME[:KEY=VALUE,...]``, e.g. ``butterworth:cutoff_hz=6,order=4`` or
+            ``oneeuro:min_cutoff=1,beta=0.01`` (the filter's own parameters, plus ``max_gap`` and
+            ``interpolation`` of the gap filling).
+        fps: frame rate (Hz), needed by ``butterworth`` and ``oneeuro``.
+
+    Returns:
+        ``(smoothed, message)``: same shape as ``points_mm``, and a one-line description.
+    """
+    name, params = parse_filter_spec(spec)
+    pts = np.asarray(points_mm, dtype=np.float64)
+    tracks = pts.ndim == 4
+    x = np.moveaxis(pts, 1, 0) if tracks else pts  # (*, T, J, 3)
+    try:
+        from mvpose import filters
+    except ImportError:  # the classic filters are an optional part
+        filters = None
+    if filters is not None:
+        out, report = filters.smooth_trajectories(x, fps=fps, filter=name, joint_names=joint_names, **params)
+        msg = (
+            f"filter {spec}: {report.frames_filled} joint-frames interpolated in gaps of <= {report.max_gap}"
+        )
+    elif name == "butterworth":
+        if fps is None:
+            raise ValueError("--filter butterworth needs the frame rate: pass --fps")
+        out = _butterworth_scipy(np.moveaxis(x, -3, 0), fps, **params)
+        out = np.moveaxis(out, 0, -3)
+        msg = f"filter {spec} (scipy sosfiltfilt; mvpose.filters is not installed: no gap filling)"
+    else:
+        raise ValueError(f"--filter {name!r} needs mvpose.filters, which is not available; use butterworth")
+    out = np.asarray(out, dtype=np.float64)
+    return (np.moveaxis(out, 0, 1) if tracks else out), msg
