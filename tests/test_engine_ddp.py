@@ -28,7 +28,15 @@ def _torchrun(nproc: int, *args: str, timeout: int = 600) -> subprocess.Complete
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     # a fixed set of 4 training samples seen again and again: the loss must fall
-    _torchrun(2, str(HERE / "ddp_check.py"), str(out), "12", "data.train_samples=4", "optim.lr=2e-3")
+    _torchrun(
+        2,
+        str(HERE / "ddp_check.py"),
+        str(out),
+        "12",
+        "data.train_samples=4",
+        "optim.lr=2e-3",
+        "data.val_samples=7",
+    )
     return out
 
 
@@ -59,8 +67,12 @@ def test_validation_does_not_depend_on_rank_count(ddp_run):
         _torchrun(n, "train.py", "--eval", "--checkpoint", str(ckpt), *sets)
         results[n] = json.loads((out / "results_eval.json").read_text())["metrics"]
     assert results[1]["overall"]["N"] == results[2]["overall"]["N"] == 7
+    trained = json.loads((ddp_run / "results.json").read_text())[
+        "metrics"
+    ]  # scored by the 2 ranks in training
     for k, v in results[1]["overall"].items():
         assert results[2]["overall"][k] == pytest.approx(v, rel=1e-9, abs=1e-9), k
+        assert trained["overall"][k] == pytest.approx(v, rel=1e-9, abs=1e-9), k
 
 
 def _tiny(out: Path) -> list[str]:

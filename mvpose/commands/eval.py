@@ -8,19 +8,42 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> int:
     from mvpose.engine.checkpoint import load_checkpoint
-    from mvpose.engine.config import apply_overrides, config_from_dict, load_config
+    from mvpose.engine.config import apply_overrides, config_from_dict, load_config, read_config_dict
     from mvpose.engine.distributed import cleanup
     from mvpose.engine.run import evaluate_checkpoint
 
+    stored = None
     if args.config is not None:
-        cfg = load_config(args.config, args.overrides)
+        task = read_config_dict(args.config).get("task", "multiview")
     else:  # the run's own config, stored in the checkpoint
         stored = load_checkpoint(args.checkpoint)["config"]
-        cfg = config_from_dict(apply_overrides(stored, args.overrides), f"{args.checkpoint} (stored config)")
+        task = stored.get("task", "multiview")
+    if task == "sequence":  # the temporal stage's schema and protocols
+        from mvpose.engine.sequence import evaluate_sequence_checkpoint
+        from mvpose.engine.sequence_config import (
+            SequenceExperimentConfig,
+            check_sequence_config,
+            load_sequence_config,
+        )
+
+        if stored is None:
+            cfg = load_sequence_config(args.config, args.overrides)
+        else:
+            where = f"{args.checkpoint} (stored config)"
+            cfg = config_from_dict(apply_overrides(stored, args.overrides), where, SequenceExperimentConfig)
+            check_sequence_config(cfg, where)
+        run = evaluate_sequence_checkpoint
+    else:
+        if stored is None:
+            cfg = load_config(args.config, args.overrides)
+        else:
+            where = f"{args.checkpoint} (stored config)"
+            cfg = config_from_dict(apply_overrides(stored, args.overrides), where)
+        run = evaluate_checkpoint
     if args.out_dir is not None:
         cfg.out_dir = str(args.out_dir)
     try:
-        evaluate_checkpoint(cfg, args.checkpoint)
+        run(cfg, args.checkpoint)
     finally:
         cleanup()
     return 0
@@ -29,9 +52,12 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a trained checkpoint (MPJPE, P-MPJPE, per action/subject; 3DHP PCK/AUC)",
+        help="evaluate a trained checkpoint (MPJPE, P-MPJPE, per action/subject; 3DHP PCK/AUC; "
+        "MPJVE for sequence models)",
         description="Evaluate an mvpose training checkpoint on the validation set of its stored config "
-        "(or of --config). Writes <out_dir>/results_eval.json and prints the table. Under torchrun "
+        "(or of --config); a temporal model's checkpoint (task: sequence) is scored with the sequence "
+        "protocols (P1, P2, MPJVE per action; 3DHP PCK/AUC). Writes <out_dir>/results_eval.json and prints "
+        "the table. Under torchrun "
         "the set is sharded over the processes.",
     )
     p.add_argument("--checkpoint", required=True, type=Path)

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "cleanup", "is_main", "barrier", "all_gather_objects", "broadcast"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "cleanup",
+    "is_main",
+    "barrier",
+    "all_gather_objects",
+    "broadcast",
+    "broadcast_buffers",
+]
 
 
 @dataclass(frozen=True)
@@ -96,3 +105,12 @@ def broadcast(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``src``'s buffers (BatchNorm running statistics) to every rank, in place: DDP syncs
+    them only at the start of a training forward, so after the last step each rank holds its own."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=src)

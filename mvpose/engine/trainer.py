@@ -238,6 +238,7 @@ class Trainer:
 
     def validate(self, final: bool = False) -> dict | None:
         d = self.cfg.data
+        D.broadcast_buffers(unwrap(self.model))  # every rank scores with rank 0's (saved) statistics
         metrics, example = evaluate(
             self.ddp,
             self.task,
