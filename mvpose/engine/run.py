@@ -80,8 +80,6 @@ def _task_of(path: Path, overrides: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
-    from mvpose.engine import distributed as D
-
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -95,23 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as exc:
         print(f"train.py: error: {exc}")
         return 2
-    try:
-        if args.eval:
-            evaluate_checkpoint(cfg, args.checkpoint)
-            return 0
-        from mvpose.engine.trainer import Trainer
+    from mvpose.engine.loop import train_or_evaluate
+    from mvpose.engine.trainer import Trainer
 
-        trainer = Trainer(cfg, resume=args.resume)
-        trainer.train()
-        if trainer.info.is_main:
-            out = Path(cfg.out_dir)
-            print("\nrun outputs:")
-            print(f"  TensorBoard logs: {out / 'tensorboard'}  (tensorboard --logdir {out / 'tensorboard'})")
-            print(f"  checkpoint:       {trainer.checkpoint_path}")
-            print(f"  results:          {trainer.results_path}")
-            if trainer.png_path is not None:
-                print(f"  picture:          {trainer.png_path}")
-            print(f"  config:           {out / 'config.yaml'}")
-        return 0
-    finally:
-        D.cleanup()
+    return train_or_evaluate(args, cfg, evaluate_checkpoint, Trainer)

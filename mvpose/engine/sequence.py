@@ -28,16 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from mvpose.engine import distributed as D
-from mvpose.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mvpose.engine.config import ConfigError, config_from_dict, config_to_dict, git_revision
+from mvpose.engine.checkpoint import load_checkpoint
+from mvpose.engine.config import ConfigError, config_from_dict
 from mvpose.engine.evaluate import write_results
-from mvpose.engine.logger import RunLogger
+from mvpose.engine.loop import TrainLoop, train_or_evaluate
 from mvpose.engine.sequence_config import (
     SequenceExperimentConfig,
     check_sequence_config,
@@ -143,7 +141,18 @@ def _main_metric(metrics: dict) -> tuple[str, float]:
     return "PCK", o.get("PCK", float("nan"))
 
 
-class SequenceTrainer:
+def _print_metrics(metrics: dict) -> None:
+    """The metrics table, and for a refiner its input (per frame) against the refined output."""
+    print(format_sequence_metrics(metrics))
+    if "input_baseline" in metrics:
+        print(
+            format_sequence_metrics(
+                {"input (per frame)": metrics["input_baseline"], "refined": metrics["overall"]}
+            )
+        )
+
+
+class SequenceTrainer(TrainLoop):
     """One training run of a temporal model (module doc).
 
     Args:
@@ -157,11 +166,7 @@ class SequenceTrainer:
     def __init__(
         self, cfg: SequenceExperimentConfig, resume=False, data: SequenceData | None = None, hooks=()
     ):
-        self.cfg = cfg
-        self.out_dir = Path(cfg.out_dir)
-        self.info = D.init_distributed(cfg.train.device, cfg.train.threads_per_process)
-        self.device = self.info.device
-        self.hooks = list(hooks)
+        self._setup_run(cfg, hooks)
         self.data = data if data is not None else build_sequence_data(cfg)
         self.task = SequenceTask(cfg, self.data)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -181,76 +186,21 @@ class SequenceTrainer:
         )
         spe = self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(cfg, s // spe))
-        self.amp = bool(cfg.train.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.step = self.epoch = self.batch_in_epoch = 0
-        self.git = git_revision()
-        self.logger = RunLogger(self.out_dir, enabled=self.info.is_main, tensorboard=cfg.log.tensorboard)
+        self._setup_state()
         self.results_path: Path | None = None
         self.metrics: dict | None = None
-        if resume:
-            self._resume(self.checkpoint_path if resume is True else Path(resume))
-        else:
-            torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # per-rank dropout / mask streams
-        self.ddp = self.train_net
-        if self.info.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            # P-STMO keeps the reference's never-applied final LayerNorms, TGraphNet its unused adj_e
-            unused = cfg.model.kind in ("pstmo", "pstmo_pretrain", "tgraphnet")
-            self.ddp = DistributedDataParallel(self.train_net, device_ids=ids, find_unused_parameters=unused)
+        self._resume_or_seed(resume)  # else per-rank dropout / mask streams
+        # P-STMO keeps the reference's never-applied final LayerNorms, TGraphNet its unused adj_e
+        unused = cfg.model.kind in ("pstmo", "pstmo_pretrain", "tgraphnet")
+        self.ddp = self._wrap_ddp(self.train_net, find_unused=unused)
 
     # ------------------------------------------------------------------------------ state
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoints" / "last.pth"
-
-    def _state(self) -> dict:
+    def _extra_state(self) -> dict:
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "world_size": self.info.world_size,
-            "config": config_to_dict(self.cfg),
             "input_dim": self.task.input_dim,
             "skeleton": self.data.skeleton.name,
             "input_flip": list(self.task.in_flip),
-            "git": self.git,
         }
-
-    def save(self, path: Path | None = None) -> Path:
-        rngs = D.all_gather_objects(rng_state())
-        path = path or self.checkpoint_path
-        if self.info.is_main:
-            save_checkpoint(path, {**self._state(), "rng": rngs})
-        D.barrier()
-        return path
-
-    def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
-        rngs = state.get("rng") or []
-        if len(rngs) == self.info.world_size:
-            set_rng_state(rngs[self.info.rank])
-        else:
-            log.warning(
-                "%s was written by %d processes, this run has %d: RNG streams re-seeded",
-                path,
-                len(rngs),
-                self.info.world_size,
-            )
-            torch.manual_seed(self.cfg.train.seed + 1000 * self.info.rank + self.step)
-        if self.info.is_main:
-            log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
 
     # ------------------------------------------------------------------------------ data
     def _epoch_indices(self) -> torch.Tensor:
@@ -271,12 +221,6 @@ class SequenceTrainer:
             )
         return batch
 
-    def _call_hooks(self, name: str, *args) -> None:
-        for h in self.hooks:
-            fn = getattr(h, name, None)
-            if fn is not None:
-                fn(self, *args)
-
     # ------------------------------------------------------------------------------ loop
     def train_step(self, batch: dict) -> dict[str, float]:
         self.ddp.train()
@@ -284,16 +228,7 @@ class SequenceTrainer:
         with autocast:
             out = self.ddp(batch["input"])
             loss, parts = self.task.loss(out, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.optim.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            parts["grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        self._optimizer_step(loss, parts)
         return parts
 
     def _set_epoch_state(self) -> None:
@@ -315,12 +250,7 @@ class SequenceTrainer:
                 self.total_steps,
             )
         self._call_hooks("before_train")
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc="train",
-            disable=not (self.info.is_main and self.cfg.log.progress),
-        )
+        bar = self._progress(self.total_steps)
         bs = self.cfg.data.batch_size
         t0, n0 = time.perf_counter(), self.step
         while self.step < self.total_steps:
@@ -356,23 +286,10 @@ class SequenceTrainer:
                     self.save()
         bar.close()
         self.train_time_s = time.perf_counter() - t0
-        self.save()
-        metrics = self.validate(final=True)
-        self._call_hooks("after_train")
-        self.logger.close()
-        return metrics
-
-    def _sync_buffers(self) -> None:
-        """Rank 0's BatchNorm statistics everywhere (each rank updated its own copy on its last batch;
-        the checkpoint holds rank 0's), so that every shard is scored with the saved model."""
-        if self.info.distributed:
-            import torch.distributed as dist
-
-            for b in self.model.buffers():
-                dist.broadcast(b, 0)
+        return self._end_training()
 
     def validate(self, final: bool = False) -> dict | None:
-        self._sync_buffers()
+        self._sync_buffers()  # every shard is scored with rank 0's (saved) BatchNorm statistics
         metrics, _ = evaluate_sequence(
             self.model, self.task, self.data.test, self.info, self.cfg.log.progress
         )
@@ -386,11 +303,6 @@ class SequenceTrainer:
         self.metrics = metrics
         self._call_hooks("after_eval", metrics)
         return metrics
-
-    def _write_config(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        resolved = {**config_to_dict(self.cfg), "git": self.git}
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     def _finish(self, metrics: dict) -> None:
         results = {
@@ -407,13 +319,7 @@ class SequenceTrainer:
             "metrics": metrics,
         }
         self.results_path = write_results(self.out_dir / "results.json", results)
-        print(format_sequence_metrics(metrics))
-        if "input_baseline" in metrics:
-            print(
-                format_sequence_metrics(
-                    {"input (per frame)": metrics["input_baseline"], "refined": metrics["overall"]}
-                )
-            )
+        _print_metrics(metrics)
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -461,13 +367,7 @@ def evaluate_sequence_checkpoint(
         out = write_results(
             Path(cfg.out_dir) / "results_eval.json", {"checkpoint": str(path), "metrics": metrics}
         )
-        print(format_sequence_metrics(metrics))
-        if "input_baseline" in metrics:
-            print(
-                format_sequence_metrics(
-                    {"input (per frame)": metrics["input_baseline"], "refined": metrics["overall"]}
-                )
-            )
+        _print_metrics(metrics)
         print(f"results: {out}")
     D.barrier()
     return metrics
@@ -481,19 +381,4 @@ def main_sequence(args) -> int:
     except (ConfigError, FileNotFoundError) as exc:
         print(f"train.py: error: {exc}")
         return 2
-    try:
-        if args.eval:
-            evaluate_sequence_checkpoint(cfg, args.checkpoint)
-            return 0
-        trainer = SequenceTrainer(cfg, resume=args.resume)
-        trainer.train()
-        if trainer.info.is_main:
-            out = Path(cfg.out_dir)
-            print("\nrun outputs:")
-            print(f"  TensorBoard logs: {out / 'tensorboard'}  (tensorboard --logdir {out / 'tensorboard'})")
-            print(f"  checkpoint:       {trainer.checkpoint_path}")
-            print(f"  results:          {trainer.results_path}")
-            print(f"  config:           {out / 'config.yaml'}")
-        return 0
-    finally:
-        D.cleanup()
+    return train_or_evaluate(args, cfg, evaluate_sequence_checkpoint, SequenceTrainer)

@@ -16,27 +16,22 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 from mvpose.data.collate import collate_multiview
-from mvpose.engine import distributed as D
 from mvpose.engine.build import build_datasets, build_model, build_optimizer, build_scheduler
-from mvpose.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mvpose.engine.config import ExperimentConfig, config_to_dict, git_revision
+from mvpose.engine.config import ExperimentConfig
 from mvpose.engine.evaluate import evaluate, format_results, write_results
-from mvpose.engine.logger import RunLogger, example_images
-from mvpose.engine.task import MultiViewTask, batch_to_device, unwrap
+from mvpose.engine.logger import example_images
+from mvpose.engine.loop import TrainLoop
+from mvpose.engine.task import MultiViewTask, batch_to_device
 
 __all__ = ["Trainer"]
 
 log = logging.getLogger("mvpose.train")
 
 
-class Trainer:
+class Trainer(TrainLoop):
     """One training run (or evaluation) of a multi-view model from a config.
 
     Args:
@@ -47,84 +42,17 @@ class Trainer:
     """
 
     def __init__(self, cfg: ExperimentConfig, resume: bool | str | Path = False, hooks=(), datasets=None):
-        self.cfg = cfg
-        self.out_dir = Path(cfg.out_dir)
-        self.info = D.init_distributed(cfg.train.device, cfg.train.threads_per_process)
-        self.device = self.info.device
-        self.hooks = list(hooks)
+        self._setup_run(cfg, hooks)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.model = build_model(cfg).to(self.device)
         self.task = MultiViewTask(cfg)
         self.train_set, self.val_set = datasets if datasets is not None else build_datasets(cfg)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.max_steps)
-        self.amp = bool(cfg.train.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.git = git_revision()
-        self.logger = RunLogger(self.out_dir, enabled=self.info.is_main, tensorboard=cfg.log.tensorboard)
-        if resume:
-            self._resume(self.checkpoint_path if resume is True else Path(resume))
+        self._setup_state()
         # different augmentation streams per rank (cuboid rotations), from the same seed
-        if not resume:
-            torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)
-        self.ddp = self.model
-        if self.info.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=False)
-
-    # ------------------------------------------------------------------------------ paths
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoints" / "last.pth"
-
-    def _state(self) -> dict:
-        return {
-            "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "world_size": self.info.world_size,
-            "config": config_to_dict(self.cfg),
-            "git": self.git,
-        }
-
-    def save(self, path: Path | None = None) -> Path | None:
-        """Every rank's RNG state is gathered; rank 0 writes the checkpoint atomically."""
-        rngs = D.all_gather_objects(rng_state())
-        path = path or self.checkpoint_path
-        if self.info.is_main:
-            save_checkpoint(path, {**self._state(), "rng": rngs})
-        D.barrier()
-        return path
-
-    def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        unwrap(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
-        rngs = state.get("rng") or []
-        if len(rngs) == self.info.world_size:
-            set_rng_state(rngs[self.info.rank])
-        else:
-            log.warning(
-                "%s was written by %d processes, this run has %d: RNG streams are re-seeded",
-                path,
-                len(rngs),
-                self.info.world_size,
-            )
-            torch.manual_seed(self.cfg.train.seed + 1000 * self.info.rank + self.step)
-        if self.info.is_main:
-            log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+        self._resume_or_seed(resume)
+        self.ddp = self._wrap_ddp(self.model)
 
     # ------------------------------------------------------------------------------ data
     def _loader(self) -> DataLoader:
@@ -154,12 +82,6 @@ class Trainer:
             generator=gen,
         )
 
-    def _call_hooks(self, name: str, *args) -> None:
-        for h in self.hooks:
-            fn = getattr(h, name, None)
-            if fn is not None:
-                fn(self, *args)
-
     # ------------------------------------------------------------------------------ loop
     def train_step(self, batch: dict) -> dict[str, float]:
         self.ddp.train()
@@ -168,16 +90,7 @@ class Trainer:
         with autocast:
             out = self.task.forward(self.ddp, batch)
             loss, parts = self.task.loss(out, batch, self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.optim.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            parts["grad_norm"] = float(
-                nn.utils.clip_grad_norm_(unwrap(self.model).parameters(), self.cfg.optim.grad_clip)
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        self._optimizer_step(loss, parts)
         with torch.no_grad():
             gt = batch["keypoints_3d"].to(out["keypoints_3d"].dtype)
             parts["mpjpe_mm"] = float((out["keypoints_3d"] - gt).norm(dim=-1).nanmean())
@@ -189,13 +102,7 @@ class Trainer:
         if self.info.is_main:
             self._write_config()
         self._call_hooks("before_train")
-        bar = tqdm(
-            total=c.max_steps,
-            initial=self.step,
-            desc="train",
-            disable=not (self.info.is_main and self.cfg.log.progress),
-        )
-        metrics = None
+        bar = self._progress(c.max_steps)
         t0, n0 = time.perf_counter(), self.step
         while self.step < c.max_steps:
             for batch in self._loader():
@@ -217,7 +124,7 @@ class Trainer:
                     self.logger.scalars("train", {**parts, **lrs, "samples_per_s": rate}, self.step)
                     bar.set_postfix(loss=f"{parts['total']:.3g}", mpjpe=f"{parts['mpjpe_mm']:.0f}")
                 if c.val_every and self.step % c.val_every == 0 and self.step < c.max_steps:
-                    metrics = self.validate()
+                    self.validate()
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < c.max_steps:
                     self.save()
                 if self.step >= c.max_steps:
@@ -230,15 +137,11 @@ class Trainer:
         self.train_rate = (
             (self.step - n0) * self.cfg.data.batch_size * self.info.world_size / max(self.train_time_s, 1e-9)
         )
-        self.save()
-        metrics = self.validate(final=True)
-        self._call_hooks("after_train")
-        self.logger.close()
-        return metrics
+        return self._end_training()
 
     def validate(self, final: bool = False) -> dict | None:
         d = self.cfg.data
-        D.broadcast_buffers(unwrap(self.model))  # every rank scores with rank 0's (saved) statistics
+        self._sync_buffers()  # every rank scores with rank 0's (saved) statistics
         metrics, example = evaluate(
             self.ddp,
             self.task,
@@ -276,11 +179,6 @@ class Trainer:
     def _skeleton(self) -> str:
         sk = getattr(self.val_set, "skeleton", None)
         return getattr(sk, "name", None) or "h36m17_lt"
-
-    def _write_config(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        resolved = {**config_to_dict(self.cfg), "git": self.git}
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     def _finish(self, metrics: dict, example: dict | None) -> None:
         results = {

@@ -42,10 +42,8 @@ from tqdm.auto import tqdm
 from mvpose.geometry.camera import CameraRig
 from mvpose.pipeline.detections import Detections
 from mvpose.pipeline.triangulate import (
-    UNITS,
-    _atomic_write,
     _from_json_array,
-    _null_nan,
+    _write_result_file,
     frames_without_detections,
     resolve_inputs,
     triangulate_frames,
@@ -663,60 +661,7 @@ def infer_people(
 def write_multiperson_result(result: MultiPersonResult, path) -> Path:
     """Write ``.npz`` or ``.json`` (the layout of ``write_result``, with a track axis ``N`` after
     the frame axis and ``track_ids``); atomic."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".json"):
-        raise ValueError(f"output '{path}': unknown format {suffix or '(no suffix)'!r}; use .npz or .json")
-    overall = result.overall()
-    if suffix == ".npz":
-        arrays = {
-            "points_3d_mm": result.points_3d_mm,
-            "reprojection_error_px": result.reprojection_error_px,
-            "views_used": result.views_used,
-            "person_index": result.person_index,
-            "track_ids": result.track_ids,
-            "frame_indices": result.frame_indices,
-            "joint_names": np.asarray(result.joint_names, dtype=str),
-            "camera_names": np.asarray(result.camera_names, dtype=str),
-            "skeleton": np.asarray(result.skeleton or "", dtype=str),
-            "warnings": np.asarray(result.warnings, dtype=str).reshape(-1),
-            "settings_json": np.asarray(json.dumps(result.settings)),
-            "overall_json": np.asarray(json.dumps(overall)),
-            "units_json": np.asarray(json.dumps(UNITS)),
-            "format": np.asarray(FORMAT),
-        }
-        arrays.update({f"camera_{k}": np.asarray(v) for k, v in result.camera_stats.items()})
-
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
-    else:
-        doc = {
-            "format": FORMAT,
-            "units": UNITS,
-            "skeleton": result.skeleton,
-            "joint_names": list(result.joint_names),
-            "camera_names": list(result.camera_names),
-            "frame_indices": result.frame_indices.tolist(),
-            "track_ids": result.track_ids.tolist(),
-            "points_3d_mm": _null_nan(result.points_3d_mm),
-            "reprojection_error_px": _null_nan(result.reprojection_error_px),
-            "views_used": result.views_used.astype(bool).tolist(),
-            "person_index": result.person_index.tolist(),
-            "camera_stats": {k: _null_nan(v) for k, v in result.camera_stats.items()},
-            "overall": {
-                k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in overall.items()
-            },
-            "settings": result.settings,
-            "warnings": list(result.warnings),
-        }
-
-        def write(tmp):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(doc, f, allow_nan=False)
-
-    _atomic_write(path, write)
-    return path
+    return _write_result_file(result, path, FORMAT, {"track_ids": result.track_ids})
 
 
 _INT_STATS = ("people_detected", "people_assigned", "frames_missing")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -556,18 +554,6 @@ def _check_image_bounds(kp: np.ndarray, rig: CameraRig, min_confidence: float) -
 # ------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _null_nan(a: np.ndarray):
     """Nested lists with NaN -> None (JSON null)."""
     a = np.asarray(a)
@@ -589,6 +575,16 @@ def write_result(result: TriangulationResult, path) -> Path:
         if isinstance(result, MultiPersonResult):
             return write_multiperson_result(result, path)
         raise TypeError(f"write_result: expected a TriangulationResult, got {type(result).__name__}")
+    return _write_result_file(result, path, FORMAT)
+
+
+def _write_result_file(result, path, fmt: str, extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write a single- or multi-person ``result`` to ``.npz`` or ``.json`` (atomic), its ``format``
+    field ``fmt``; ``extra`` arrays (the track ids) follow ``person_index`` in the ``.npz`` and
+    ``frame_indices`` in the ``.json``. Returns the path."""
+    from mvpose.export._io import atomic_write  # imported on use: mvpose.export is slow to import
+
+    extra = extra or {}
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".json"):
@@ -600,6 +596,7 @@ def write_result(result: TriangulationResult, path) -> Path:
             "reprojection_error_px": result.reprojection_error_px,
             "views_used": result.views_used,
             "person_index": result.person_index,
+            **extra,
             "frame_indices": result.frame_indices,
             "joint_names": np.asarray(result.joint_names, dtype=str),
             "camera_names": np.asarray(result.camera_names, dtype=str),
@@ -608,7 +605,7 @@ def write_result(result: TriangulationResult, path) -> Path:
             "settings_json": np.asarray(json.dumps(result.settings)),
             "overall_json": np.asarray(json.dumps(overall)),
             "units_json": np.asarray(json.dumps(UNITS)),
-            "format": np.asarray(FORMAT),
+            "format": np.asarray(fmt),
         }
         arrays.update({f"camera_{k}": np.asarray(v) for k, v in result.camera_stats.items()})
 
@@ -617,12 +614,13 @@ def write_result(result: TriangulationResult, path) -> Path:
                 np.savez_compressed(f, **arrays)
     else:
         doc = {
-            "format": FORMAT,
+            "format": fmt,
             "units": UNITS,
             "skeleton": result.skeleton,
             "joint_names": list(result.joint_names),
             "camera_names": list(result.camera_names),
             "frame_indices": result.frame_indices.tolist(),
+            **{k: np.asarray(v).tolist() for k, v in extra.items()},
             "points_3d_mm": _null_nan(result.points_3d_mm),
             "reprojection_error_px": _null_nan(result.reprojection_error_px),
             "views_used": result.views_used.astype(bool).tolist(),
@@ -639,7 +637,7 @@ def write_result(result: TriangulationResult, path) -> Path:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(doc, f, allow_nan=False)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
