@@ -11,7 +11,7 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 #: modules of :mod:`mvpose.commands`, each with ``register(subparsers)`` adding its subcommand(s)
-COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz", "export", "infer")
+COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz", "export", "infer", "calibrate")
 #: benchmarks in :mod:`mvpose.bench` with ``main(args) -> int`` (args: what, data, out, repeats, seed, ...)
 BENCH_MODULES: tuple[str, ...] = ("filters", "studio", "realmotion")
 

@@ -21,3 +21,17 @@ __all__ = [
     "ring_rig",
     "look_at",
 ]
+
+# `mvpose calibrate`: boards, detection, intrinsics/extrinsics/bundle adjustment (docs/calibrate.md)
+from mvpose.calib.board import BoardNotFoundError, BoardSpec, CalibrateError, parse_board  # noqa: E402
+from mvpose.calib.calibrate import CalibrationResult, calibrate_rig, detect_cameras  # noqa: E402
+
+__all__ += [
+    "BoardSpec",
+    "parse_board",
+    "CalibrateError",
+    "BoardNotFoundError",
+    "detect_cameras",
+    "calibrate_rig",
+    "CalibrationResult",
+]
