@@ -13,7 +13,7 @@ __all__ = ["main", "build_parser"]
 #: modules of :mod:`mvpose.commands`, each with ``register(subparsers)`` adding its subcommand(s)
 COMMAND_MODULES: tuple[str, ...] = ("eval", "curves", "viz", "export", "infer", "calibrate")
 #: benchmarks in :mod:`mvpose.bench` with ``main(args) -> int`` (args: what, data, out, repeats, seed, ...)
-BENCH_MODULES: tuple[str, ...] = ("filters", "studio", "realmotion")
+BENCH_MODULES: tuple[str, ...] = ("filters", "studio", "realmotion", "temporal")
 
 
 def _cmd_triangulate(args: argparse.Namespace) -> int:

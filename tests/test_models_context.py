@@ -17,8 +17,10 @@ from mvpose.models.context import (
     LIMB_PROPAGATE_METHODS,
     ContextAttention,
     ContextResBlock,
+    _exact_limb_rows,
     _offset_logits,
     _PriorTable,
+    _replace_rows_exactly,
     _row_deficit,
     global_attention_loss,
     global_attention_target,
@@ -176,6 +178,55 @@ def test_block_peaked_attention_matches_dense(method):
             ref = torch.einsum("lpq,lcq->lcp", M, U[0, j]) / torch.einsum("lpq,lq->lp", M, a[0, j])[:, None]
             err = (d["propagated"][0, :, e].double() - ref).abs().max()
             assert float(err) < 1e-5 * float(ref.abs().max()), (method, e, float(err))
+
+
+def test_exact_limb_rows_equal_the_dense_rows():
+    """The guard's exact rows, gathered from the offset table per (limb, voxel) pair, equal the dense
+    prior's rows times the values (float64 and float32, several chunk sizes), and the replacement
+    redoes a limb whole when more than a quarter of its rows are flagged."""
+    g = torch.Generator().manual_seed(2)
+    shape, L, K = (5, 6, 4), 6, 3
+    N = math.prod(shape)
+    mean = torch.rand(L, generator=g, dtype=torch.float64) * 300 + 120
+    std = torch.rand(L, generator=g, dtype=torch.float64) * 10 + 6
+    values = torch.randn(L, N, K, generator=g, dtype=torch.float64)
+    ref = _dense_prior(shape, mean, std, 2500.0, 1500.0) @ values  # (L, N, K)
+    limbs = torch.randint(0, L, (40,), generator=g)
+    rows = torch.randint(0, N, (40,), generator=g)
+    for chunk in (2**23, N * (K + 1) * 3, 1):
+        got = _exact_limb_rows(values, limbs, rows, shape, mean, std, 2500.0, 1500.0, chunk)
+        torch.testing.assert_close(got, ref[limbs, rows], atol=1e-12, rtol=1e-10)
+    got32 = _exact_limb_rows(
+        values.float(), limbs, rows, shape, mean.float(), std.float(), 2500.0, 1500.0, 99
+    )
+    M32 = limb_prior_rows(torch.arange(N), shape, mean.float(), std.float())  # the dense formula in float32
+    torch.testing.assert_close(got32, (M32 @ values.float())[limbs, rows], atol=1e-6, rtol=1e-5)
+    bad = torch.zeros(L, N, dtype=torch.bool)
+    bad[1, : N // 4 + 1] = True  # more than a quarter: limb 1 is recomputed whole
+    bad[3, [0, 7, N - 1]] = True
+    prop = torch.where(bad[..., None], torch.zeros_like(ref), ref)
+    args = (shape, mean, std, 2500.0, 1500.0, 2**23)
+    fixed, stats = _replace_rows_exactly(prop, values, bad, args)
+    assert stats == {"limb_rows": N // 4 + 4, "whole_limbs": 1}
+    torch.testing.assert_close(fixed, ref, atol=1e-12, rtol=1e-10)
+
+
+def test_peaked_guard_counts_rows_per_limb():
+    """With trained-like, sharp attention (H36M limb statistics) the FFT prior needs exact rows only for
+    the few (limb, voxel) pairs far from the attention peaks of the narrowest limbs; the statistics
+    say how many, and the block still equals its exact (chunked) evaluation."""
+    from mvpose.bench.models import _context_inputs
+
+    att, x = _context_inputs(8, 1, 0, peak=16.0)
+    with torch.no_grad():
+        fft = att.forward_details(x)
+        stats = att.exact_rows
+        att.prior_method = "chunked"
+        exact = att.forward_details(x)
+    assert att.exact_rows is None
+    assert 0 < stats["limb_rows"] < stats["of"] // 50 and stats["whole_limbs"] == 0
+    err = float((fft["out"] - exact["out"]).abs().max())
+    assert err < 1e-5 * float(exact["out"].abs().max()), err
 
 
 def test_block_matches_dense_formula_and_gradients():

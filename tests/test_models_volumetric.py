@@ -16,13 +16,18 @@ from mvpose.models.backbone import PoseResNetOutput
 from mvpose.models.v2v import Basic3DBlock, EncoderDecoder, V2VModel
 from mvpose.models.volumetric import (
     AGGREGATION_METHODS,
+    GRID_CONVENTIONS,
     VolumetricTriangulationNet,
+    _bilinear_corners,
+    _BilinearTable,
+    _gather_bilinear,
     aggregate_volumes,
     cuboid_coord_volumes,
     heatmap_projection_matrices,
     load_official_volumetric,
     project_to_grid,
     random_vertical_rotations,
+    unproject_aggregate,
     unproject_features,
 )
 
@@ -148,6 +153,106 @@ def test_nonsquare_point_samples_the_right_feature():
     assert np.all(exact[-1] == 0) and np.all(size[-1] == 0)
     _, valid = project_to_grid(P, pts[None], (h, w))
     assert valid[0, 0].tolist() == [True] * len(pixels) + [False]
+
+
+# ------------------------------------------------------------------------- inference unprojection path
+def _ring_inputs(B, V, C, h, w, n, seed=0, dtype=torch.float32):
+    """Features, feature-frame matrices of a camera ring (one camera looking away: every voxel behind
+    it) and a cuboid that overflows the maps (off-map and border samples)."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(B, V, C, h, w, generator=g, dtype=dtype)
+    Ps = []
+    for v in range(V):
+        a = 2 * math.pi * v / V
+        cam = torch.tensor([3000 * math.cos(a), 3000 * math.sin(a), 1000.0], dtype=torch.float64)
+        fwd = -cam / cam.norm() * (-1 if v == V - 1 else 1)
+        right = torch.linalg.cross(fwd, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+        right = right / right.norm()
+        R = torch.stack([right, torch.linalg.cross(fwd, right), fwd])
+        K = torch.tensor([[w * 1.2, 0, w / 2], [0, w * 1.2, h / 2], [0, 0, 1]], dtype=torch.float64)
+        Ps.append(K @ torch.cat([R, -(R @ cam)[:, None]], 1))
+    P = torch.stack(Ps).expand(B, V, 3, 4).to(dtype)
+    root = torch.randn(B, 3, generator=g, dtype=torch.float64) * 200
+    return feats, P, cuboid_coord_volumes(root, 3000.0, n, dtype=dtype)
+
+
+@pytest.mark.parametrize("convention", GRID_CONVENTIONS)
+def test_inference_unprojection_equals_grid_sample(convention):
+    """Without autograd, unproject_aggregate samples with one embedding_bag over channels-last maps:
+    the same values as grid_sample + aggregate_volumes for every aggregation, mask, slice size and
+    dtype, on non-square maps with off-map, border and behind-camera voxels."""
+    feats, P, coords = _ring_inputs(2, 4, 6, 9, 13, 10)
+    conf = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    grid, valid = project_to_grid(P, coords.reshape(2, -1, 3), (9, 13), convention)
+    assert not valid[:, -1].any() and valid[:, 0].all()  # the last camera sees nothing
+    assert ((grid.abs() > 1) & (grid.abs() < 1.3)).any()  # partly off-map border samples
+    for method in AGGREGATION_METHODS:
+        for m in (None, mask):
+            want = aggregate_volumes(unproject_features(feats, P, coords, convention, m), method, m, conf)
+            for chunk in (None, 100, 4 * 6 * 77):
+                with torch.no_grad():
+                    got = unproject_aggregate(feats, P, coords, method, convention, m, conf, chunk)
+                torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-6)
+    with torch.no_grad():  # large values: the softmax takes the max-shifted path
+        big = unproject_aggregate(feats * 60, P, coords, "softmax", convention)
+    want = aggregate_volumes(unproject_features(feats * 60, P, coords, convention), "softmax")
+    torch.testing.assert_close(big, want, atol=1e-4, rtol=1e-6)
+    f64, P64, c64 = _ring_inputs(1, 3, 4, 7, 5, 6, seed=2, dtype=torch.float64)
+    with torch.no_grad():
+        got = unproject_aggregate(f64, P64, c64, "softmax", convention)
+    want = aggregate_volumes(unproject_features(f64, P64, c64, convention), "softmax")
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+def test_inference_unprojection_layout_and_gradient_path():
+    """The inference path returns a (B, C, X, Y, Z) channels_last_3d view (no transposition copy); with
+    autograd the grid_sample path runs and gives the same values and gradients."""
+    feats, P, coords = _ring_inputs(2, 3, 5, 8, 8, 6)
+    with torch.no_grad():
+        fast = unproject_aggregate(feats, P, coords)
+    assert fast.shape == (2, 5, 6, 6, 6) and fast.is_contiguous(memory_format=torch.channels_last_3d)
+    leaf = feats.clone().requires_grad_(True)
+    slow = unproject_aggregate(leaf, P, coords)
+    assert slow.is_contiguous()
+    torch.testing.assert_close(fast, slow.detach(), atol=2e-6, rtol=1e-6)
+    (g,) = torch.autograd.grad(slow.square().sum(), leaf)
+    want = aggregate_volumes(unproject_features(leaf, P, coords), "softmax")
+    (g2,) = torch.autograd.grad(want.square().sum(), leaf)
+    torch.testing.assert_close(g, g2)
+
+
+def test_bilinear_gather_matches_grid_sample_bitwise():
+    """Corner rows and weights reproduce grid_sample's arithmetic exactly (align_corners=True, zero
+    padding), at cell centres, borders, half a cell outside and far outside the map."""
+    g = torch.Generator().manual_seed(4)
+    feats = torch.randn(1, 2, 3, 5, 7, generator=g)
+    xs = torch.tensor([-1.0, -1.2, -1.0 - 1 / 6 + 1e-6, 1.0, 1.0 + 1 / 6 - 1e-6, 1.2, 0.3, -4.0, 4.0, 0.0])
+    gx = torch.cat([xs, torch.rand(50, generator=g) * 2.6 - 1.3]).expand(1, 2, -1).contiguous()
+    gy = torch.cat([xs.flip(0), torch.rand(50, generator=g) * 2.6 - 1.3]).expand(1, 2, -1).contiguous()
+    table = _BilinearTable(feats)
+    rows, weights = _bilinear_corners(table, gx, gy)
+    ours = _gather_bilinear(table, rows, weights)  # (1, 2, n, C)
+    ref = torch.nn.functional.grid_sample(
+        feats.reshape(2, 3, 5, 7), torch.stack([gx, gy], -1).reshape(2, 1, -1, 2), align_corners=True
+    ).reshape(1, 2, 3, -1)
+    assert torch.equal(ours.transpose(2, 3), ref)
+    assert torch.equal(ours[0, :, 7:9], torch.zeros_like(ours[0, :, 7:9]))  # far outside: zero
+
+
+def test_projection_of_a_slice_equals_the_slice_of_the_projection():
+    """project_to_grid projects in float64 (exact products), so any slicing of the points gives the
+    same bits as the whole volume: the sliced unprojection equals the whole one."""
+    feats, P, coords = _ring_inputs(2, 3, 4, 9, 11, 12)
+    pts = coords.reshape(2, -1, 3)
+    whole, _ = project_to_grid(P, pts, (9, 11))
+    for n in (1, 7, 100):
+        part, _ = project_to_grid(P, pts[:, 5 : 5 + n], (9, 11))
+        assert torch.equal(part, whole[:, :, 5 : 5 + n])
+    blocks = pts[:, : 14 * 3].reshape(2, 14, 3, 3).transpose(0, 1)  # (k, B, n, 3) leading dims
+    part, _ = project_to_grid(P, blocks, (9, 11))
+    assert torch.equal(part, whole[:, :, : 14 * 3].reshape(2, 3, 14, 3, 2).transpose(0, 2).transpose(1, 2))
 
 
 # ------------------------------------------------------------------------------------- aggregation

@@ -22,7 +22,8 @@ FFTs (``O(L K m^3 log m)``). Two precision guards keep it equal to the dense for
 centre rows reach only logits far below the global maximum (a limb longer than half the cuboid) is
 computed by exact per-row softmax rows, built a chunk at a time (``chunk_elems``, the backward
 rebuilds them); and the rows whose attention mass ``M_l a`` is tiny next to the channel's largest
-(peaked attention, below the FFT's absolute precision) are recomputed exactly (:data:`RELATIVE_FLOOR`).
+(peaked attention, below the FFT's absolute precision) are recomputed exactly (:data:`RELATIVE_FLOOR`),
+per (limb, voxel) pair, the row's logits gathered from the table of ``e_l`` at every offset.
 ``F_k`` is not materialised either: only neighbour blocks vary over voxels, so
 ``conv_k(F_k) = W_k S + sum_{m ~ k} W_k[:, c(m)] (P_lm - S_m)``.
 
@@ -309,17 +310,59 @@ def _propagate_fft(values: Tensor, grid_shape: Sequence[int], e: Tensor) -> Tens
 RELATIVE_FLOOR = 1e-8
 
 
-def _exact_rows(values, rows, grid_shape, limb_mean, limb_std, cuboid_size, temperature, chunk_elems):
-    """``(M_l @ values[l])[rows]``: ``(L, r, K)`` from the exact prior rows, ``chunk_elems`` at a time."""
+def _exact_limb_rows(
+    values, limbs, rows, grid_shape, limb_mean, limb_std, cuboid_size, temperature, chunk_elems
+):
+    """``(M_l @ values[l])[p]`` for the pairs ``(l, p) = (limbs[f], rows[f])``: ``(F, K)``, from the exact
+    prior rows (the dense formula's float softmax in ``values``' dtype, as :func:`limb_prior_rows`).
+
+    A row's logits are gathered from the table of ``e_l`` at every absolute offset (``L * N``
+    entries, the distances computed as :func:`limb_prior_rows` does, bit for bit),
+    at most ``chunk_elems`` row entries at a time; each row meets its own limb's values (a batched
+    ``(1, N) @ (N, K)`` product)."""
+    L, N, K = values.shape
+    shape = tuple(int(m) for m in grid_shape)
+    _, m1, m2 = shape
+    dev = values.device
+    spacing = _grid_spacing(shape, cuboid_size).to(dev)
+    ijk = _grid_index(shape, dev)  # (N, 3); also every absolute offset, in the same C order
+    dist = torch.linalg.vector_norm(ijk.to(torch.float64) * spacing, dim=-1)  # bits as limb_prior_rows
+    table = limb_prior_logits(dist.to(values.dtype), limb_mean, limb_std, temperature).reshape(-1)  # (L*N,)
+    out = values.new_empty(limbs.numel(), K)
+    step = max(1, int(chunk_elems) // max(1, N * (K + 1)))
+    for i in range(0, limbs.numel(), step):
+        lim, p = limbs[i : i + step], ijk[rows[i : i + step]]  # (f,), (f, 3)
+        d = [(p[:, a, None] - torch.arange(m, device=dev)).abs() for a, m in enumerate(shape)]
+        offset = (d[0] * (m1 * m2))[:, :, None, None] + (d[1] * m2)[:, None, :, None] + d[2][:, None, None, :]
+        logits = table[(offset.reshape(-1, N) + (lim * N)[:, None])]  # (f, N)
+        M = torch.softmax(logits, dim=-1)
+        out[i : i + step] = (M[:, None, :] @ values.index_select(0, lim))[:, 0]
+    return out
+
+
+def _replace_rows_exactly(prop: Tensor, values: Tensor, bad: Tensor, args: tuple) -> tuple[Tensor, dict]:
+    """``prop (L, N, K)`` with the rows flagged in ``bad (L, N)`` recomputed by the exact prior rows:
+    per limb and row (:func:`_exact_limb_rows`); a limb with more than a quarter of its rows flagged
+    is recomputed whole by the chunked exact method. ``args``: ``limb_propagate``'s after ``values``.
+    Also returns ``{"limb_rows": flagged (limb, row) pairs, "whole_limbs": limbs redone whole}``."""
     L, N, _ = values.shape
-    step = _rows_per_chunk(L, N, chunk_elems)
-    out = []
-    for i in range(0, rows.numel(), step):
-        M = limb_prior_rows(
-            rows[i : i + step], grid_shape, limb_mean, limb_std, cuboid_size, temperature, values.dtype
-        )
-        out.append(M @ values)
-    return torch.cat(out, 1)
+    counts = bad.sum(1)
+    whole = counts > N // 4
+    stats = {"limb_rows": int(counts.sum()), "whole_limbs": int(whole.sum())}
+    if not stats["limb_rows"]:
+        return prop, stats
+    if stats["whole_limbs"]:
+        li = whole.nonzero().squeeze(1)
+        grid, mean, std, *rest = args
+        exact = limb_propagate(values[li], grid, mean[li], std[li], *rest, method="chunked")
+        prop = prop.index_copy(0, li, exact)
+        bad = bad & ~whole[:, None]
+    limbs, rows = bad.nonzero().unbind(1)
+    if limbs.numel():
+        flat = prop.reshape(L * N, -1)
+        flat = flat.index_copy(0, limbs * N + rows, _exact_limb_rows(values, limbs, rows, *args))
+        prop = flat.reshape(prop.shape)
+    return prop, stats
 
 
 def limb_propagate(
@@ -409,6 +452,10 @@ class ContextAttention(nn.Module):
     Shapes:
         ``x (B, 3J, *S) -> (out (B, 3J, *S), atten_global (B, J, N))``; :meth:`forward_details`
         returns every intermediate.
+
+    After a forward, ``exact_rows`` tells what the peaked-attention guard did (None with
+    ``"chunked"``): ``{"limb_rows": (limb, voxel) rows recomputed exactly, "whole_limbs": limbs
+    recomputed whole (more than a quarter of their rows flagged), "of": L * N}``.
     """
 
     def __init__(
@@ -427,6 +474,7 @@ class ContextAttention(nn.Module):
         if prior_method not in LIMB_PROPAGATE_METHODS:
             raise ValueError(f"prior_method must be one of {LIMB_PROPAGATE_METHODS}, got {prior_method!r}")
         self.prior_method = prior_method
+        self.exact_rows: dict | None = None
         J, c = int(num_joints), int(channels_per_joint)
         C = J * c
         self.num_joints, self.channels_per_joint = J, c
@@ -482,17 +530,15 @@ class ContextAttention(nn.Module):
         mean, std = self.limb_mean.to(flat.dtype), self.limb_std.to(flat.dtype)
         args = (grid_shape, mean, std, self.cuboid_size, self.temperature, self.chunk_elems)
         prop = limb_propagate(flat, *args, method=self.prior_method)
+        self.exact_rows = None
         if self.prior_method != "chunked":
             # the FFT's error is absolute (~1e-15 of a channel's largest value): rows whose attention
             # mass M_l a is tiny next to the channel's largest would lose their ratio, so they are
             # recomputed exactly (per-row softmax, as the dense formula)
             den = prop.detach()[..., c :: c + 1]  # (L, N, B * 2)
-            ok = den >= RELATIVE_FLOOR * den.amax(1, keepdim=True)
-            rows = (~ok).any(2).any(0).nonzero().squeeze(1)
-            if rows.numel() > N // 4:
-                prop = limb_propagate(flat, *args, method="chunked")
-            elif rows.numel():
-                prop = prop.index_copy(1, rows, _exact_rows(flat, rows, *args))
+            bad = ~(den >= RELATIVE_FLOOR * den.amax(1, keepdim=True)).all(2)  # (L, N); NaN too
+            prop, stats = _replace_rows_exactly(prop, flat, bad, args)
+            self.exact_rows = dict(stats, of=L * N)
         prop = prop.reshape(L, N, B, 2, c + 1).permute(2, 0, 3, 4, 1)  # (B, L, 2, c+1, N)
         return prop[:, :, :, :c] / prop[:, :, :, c:]
 

@@ -168,26 +168,38 @@ def project_to_grid(
         off-map either way; points behind a camera are set off-map), and ``valid (*, V, N)``:
         projective depth ``> 0``.
     """
+    gx, gy, valid = _project_planar(proj_matrices, points, heatmap_hw, convention)
+    return torch.stack([gx, gy], -1), valid
+
+
+def _project_planar(
+    proj_matrices: Tensor, points: Tensor, heatmap_hw: Sequence[int], convention: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`project_to_grid` with the coordinates apart: ``gx, gy, valid`` each ``(*, V, N)``
+    (contiguous along the points). The projection is one batched matmul ``(*, 3V, 3) @ (*, 3, N)``
+    for all views, in float64 for lower precisions: the products of float32 numbers are exact there,
+    so the rounded result does not depend on the matmul's summation order (which changes with the
+    shapes: a slice of the points projects exactly as the whole)."""
     if convention not in GRID_CONVENTIONS:
         raise ValueError(f"unknown grid convention {convention!r}; expected one of {GRID_CONVENTIONS}")
     h, w = (int(s) for s in heatmap_hw)
-    P = proj_matrices.to(points.dtype)
-    xyz = torch.einsum("...nk,...vjk->...vnj", points, P[..., :3]) + P[..., None, :, 3]  # (*, V, N, 3)
-    z = xyz[..., 2:]
+    wide = torch.promote_types(points.dtype, torch.float64)
+    P = proj_matrices.to(points.dtype).to(wide)
+    V = P.shape[-3]
+    M = P[..., :3].reshape(*P.shape[:-3], 3 * V, 3)
+    xyz = (M @ points.to(wide).transpose(-1, -2)).unflatten(-2, (V, 3)) + P[..., 3, None]  # (*, V, 3, N)
+    x, y, z = xyz.to(points.dtype).unbind(-2)
     valid = z > 0
-    uv = xyz[..., :2] / torch.where(z == 0, torch.ones_like(z), z)
-    if convention == "size":
-        grid = 2 * (uv / uv.new_tensor([w, h]) - 0.5)
-    elif convention == "reference":
-        grid = 2 * (uv / uv.new_tensor([h, w]) - 0.5)
-    elif convention == "exact":
-        grid = 2 * uv / uv.new_tensor([w - 1, h - 1]) - 1
-    else:  # contextpose
-        grid = 2 * (uv / uv.new_tensor([h - 1, w - 1]) - 0.5)
-    grid = grid.nan_to_num_(nan=-4.0, posinf=4.0, neginf=-4.0).clamp_(-4.0, 4.0)
-    valid = valid[..., 0]
-    grid = grid.masked_fill_(~valid[..., None], -4.0)
-    return grid, valid
+    z = torch.where(z == 0, torch.ones_like(z), z)
+    u, v = x / z, y / z
+    size = {"size": (w, h), "reference": (h, w), "exact": (w - 1, h - 1), "contextpose": (h - 1, w - 1)}
+    sx, sy = (u.new_tensor(float(d)) for d in size[convention])
+    if convention == "exact":
+        gx, gy = 2 * u / sx - 1, 2 * v / sy - 1
+    else:
+        gx, gy = 2 * (u / sx - 0.5), 2 * (v / sy - 0.5)
+    gx, gy = (g.nan_to_num_(nan=-4.0, posinf=4.0, neginf=-4.0).clamp_(-4.0, 4.0) for g in (gx, gy))
+    return gx.masked_fill_(~valid, -4.0), gy.masked_fill_(~valid, -4.0), valid
 
 
 def unproject_features(
@@ -256,38 +268,191 @@ def unproject_aggregate(
     chunk_elems: int | None = None,
 ) -> Tensor:
     """:func:`unproject_features` then :func:`aggregate_volumes`, identical results, without holding
-    every view's volume at once: the voxels are processed in slices (each one ``grid_sample`` over
-    all ``B*V`` maps, then the aggregation over views), so the per-view volumes never exceed
+    every view's volume at once: the voxels are processed in slices (each slice sampled from all
+    ``B*V`` maps, then aggregated over the views), so the per-view volumes never exceed
     ``chunk_elems`` samples (``B * V * C * slice``).
 
-    ``chunk_elems`` None: ``2**20`` when no gradient is recorded, else everything at once (one slice:
-    autograd would keep every slice anyway). Returns ``(B, C, X, Y, Z)``.
+    Without autograd (inference) the bilinear samples are taken by :func:`_gather_bilinear` (one
+    weighted ``embedding_bag`` over channels-last maps: each corner fetches ``C`` contiguous values,
+    where ``grid_sample`` gathers every channel separately), in small slices whose per-view volumes
+    stay in the CPU cache (``chunk_elems`` None: ``2**19``); the result is then a view in
+    ``torch.channels_last_3d`` memory format (values identical; ``.contiguous()`` if a caller needs
+    it). With autograd (a gradient to ``features`` or ``confidences``) the slices use ``grid_sample``
+    (differentiable in the grid too; ``chunk_elems`` None: everything at once, as autograd would keep
+    every slice anyway). Returns ``(B, C, X, Y, Z)``.
     """
     B, V, C, h, w = features.shape
     vol_shape = coord_volumes.shape[1:4]
     N = math.prod(vol_shape)
+    if coord_volumes.shape[0] != B or proj_matrices.shape[:2] != (B, V):
+        raise ValueError(
+            f"unproject_aggregate: features {tuple(features.shape)}, proj_matrices "
+            f"{tuple(proj_matrices.shape)} and coord_volumes {tuple(coord_volumes.shape)} disagree on B, V"
+        )
     grad = torch.is_grad_enabled() and (
         features.requires_grad or (confidences is not None and confidences.requires_grad)
     )
+    if not grad:
+        return _unproject_aggregate_gather(
+            features, proj_matrices, coord_volumes, method, convention, view_mask, confidences, chunk_elems
+        )
     if chunk_elems is None:
-        chunk_elems = B * V * C * N if grad else 2**20
+        chunk_elems = B * V * C * N
     step = max(1, min(N, int(chunk_elems) // max(1, B * V * C)))
     grid = _sampling_grid(features, proj_matrices, coord_volumes, convention, view_mask)
     if step >= N:
         return aggregate_volumes(_sample(features, grid), method, view_mask, confidences).reshape(
             B, C, *vol_shape
         )
-    if grad:
-        parts = [
-            aggregate_volumes(_sample(features, grid[:, :, i : i + step]), method, view_mask, confidences)
-            for i in range(0, N, step)
-        ]
-        return torch.cat(parts, -1).reshape(B, C, *vol_shape)
-    out = features.new_empty(B, C, N)
-    for i in range(0, N, step):
-        s = _sample(features, grid[:, :, i : i + step])
-        out[..., i : i + step] = aggregate_volumes(s, method, view_mask, confidences)
-    return out.reshape(B, C, *vol_shape)
+    parts = [
+        aggregate_volumes(_sample(features, grid[:, :, i : i + step]), method, view_mask, confidences)
+        for i in range(0, N, step)
+    ]
+    return torch.cat(parts, -1).reshape(B, C, *vol_shape)
+
+
+#: voxel-slice sizes of the inference path: the per-view samples of one slice (``B*V*C*slice``
+#: values, 2 MiB in float32, so that the aggregation runs in the CPU cache) and the projected points
+#: of one block of slices (``B*V*block``, amortising the per-call cost of the projection)
+_GATHER_SLICE_ELEMS = 2**19
+_GATHER_BLOCK_POINTS = 2**18
+
+
+class _BilinearTable:
+    """Every view's feature map as one channels-last table with a zero border, for
+    :func:`_gather_bilinear`: ``table (B*V*(h+3)*(w+3), C)``, map ``(b, v)`` padded by one zero row and
+    column before and two after, so that the four corners of any point with a corner on the map
+    (``-1 <= x0 <= w - 1``, ``-1 <= y0 <= h - 1``) and of the stand-in for off-map points
+    (``x0, y0 = w, h``: four zeros) are rows of the table."""
+
+    def __init__(self, features: Tensor):
+        B, V, C, h, w = features.shape
+        dev = features.device
+        padded = F.pad(features.reshape(B * V, C, h, w), (1, 2, 1, 2))  # (B*V, C, h+3, w+3)
+        self.table = padded.permute(0, 2, 3, 1).reshape(-1, C)
+        self.hw, self.row_len = (h, w), w + 3
+        # table row of pixel (0, 0) of every map, and the off-map stand-in relative to it
+        self.origin = (torch.arange(B * V, device=dev) * ((h + 3) * (w + 3)) + (w + 4)).reshape(B, V, 1)
+        self.offmap = float(h * (w + 3) + w)
+        self.corner_offsets = torch.tensor([0, 1, w + 3, w + 4], device=dev)
+
+
+def _scratch(buffers: dict, name: str, shape: Sequence[int], like: Tensor, dtype=None) -> Tensor:
+    """A reusable uninitialised buffer ``buffers[name]`` of ``shape`` (fresh pages cost a fault each:
+    the inference path reuses its per-slice and per-block buffers)."""
+    buf = buffers.get(name)
+    dtype = like.dtype if dtype is None else dtype
+    if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+        buf = buffers[name] = like.new_empty(tuple(shape), dtype=dtype)
+    return buf
+
+
+def _bilinear_corners(
+    table: _BilinearTable, gx: Tensor, gy: Tensor, buffers: dict | None = None
+) -> tuple[Tensor, Tensor]:
+    """Table rows ``(*, B, V, n, 4)`` (int64) and weights ``(*, B, V, n, 4)`` of the corners (nw, ne,
+    sw, se) of the ``grid_sample`` coordinates ``gx, gy (*, B, V, n)``, with ``grid_sample``'s
+    arithmetic (``align_corners=True``: ``x = (g + 1) (w - 1) / 2``, ``x0 = floor(x)``, corner weights
+    ``1 - (x - x0)`` and ``x - x0``). A point without a corner on the map reads four zeros of the
+    border. The grid must be finite (:func:`project_to_grid` clamps it to ``[-4, 4]``)."""
+    buffers = {} if buffers is None else buffers
+    h, w = table.hw
+    x, y = gx.add(1).mul_((w - 1) / 2), gy.add(1).mul_((h - 1) / 2)  # cell coordinates
+    x0, y0 = x.floor(), y.floor()
+    inside = (x0 >= -1) & (x0 <= w - 1) & (y0 >= -1) & (y0 <= h - 1)
+    row = torch.addcmul(x0, y0, x0.new_tensor(float(table.row_len)))  # small integers: exact
+    row = torch.where(inside, row, table.offmap).long().add_(table.origin).reshape(-1, 1)
+    rows = _scratch(buffers, "rows", (row.shape[0], 4), row)
+    torch.add(row, table.corner_offsets, out=rows)
+    x1w, y1w = x.sub_(x0).reshape(-1), y.sub_(y0).reshape(-1)
+    x0w, y0w = 1 - x1w, 1 - y1w
+    weights = _scratch(buffers, "weights", (row.shape[0], 4), x1w)
+    for k, (yw, xw) in enumerate(((y0w, x0w), (y0w, x1w), (y1w, x0w), (y1w, x1w))):  # corners, not views
+        torch.mul(yw, xw, out=weights[:, k])
+    shape = (*gx.shape, 4)
+    return rows.reshape(shape), weights.reshape(shape)
+
+
+def _gather_bilinear(table: _BilinearTable, rows: Tensor, weights: Tensor) -> Tensor:
+    """Bilinear samples ``(B, V, n, C)`` at corners ``rows``, ``weights`` ``(B, V, n, 4)``: one weighted
+    ``embedding_bag`` (``mode="sum"``) over all ``B*V*n`` points, each corner a contiguous row of ``C``
+    values (``grid_sample`` gathers every channel separately). Equals ``grid_sample`` (bilinear, zero
+    padding, ``align_corners=True``) at the same grid."""
+    B, V, n, _ = rows.shape
+    out = F.embedding_bag(
+        rows.reshape(-1, 4), table.table, per_sample_weights=weights.reshape(-1, 4), mode="sum"
+    )
+    return out.reshape(B, V, n, -1)
+
+
+def _softmax_bound(dtype: torch.dtype, views: int) -> float:
+    """``M`` such that for samples ``|s| <= M`` the unshifted ``exp(s)`` neither overflows (``views``
+    terms ``exp(s) * s``) nor leaves the normal range: the softmax over views needs no max shift."""
+    fi = torch.finfo(dtype)
+    big = math.log(fi.max)
+    return min(big - math.log(max(views, 1)) - math.log(big) - 1.0, -math.log(fi.tiny) - 1.0)
+
+
+def _unproject_aggregate_gather(
+    features, proj_matrices, coord_volumes, method, convention, view_mask, confidences, chunk_elems
+) -> Tensor:
+    """The inference path of :func:`unproject_aggregate`. Blocks of ``k`` slices of voxels are
+    projected at once (grid ``(k, B, V, slice)``), their corner rows and weights computed, then every
+    slice sampled (``(B, V, slice, C)``, channels last) and aggregated over the views into the
+    channels-last output ``(B, N, C)``: returned as its ``(B, C, X, Y, Z)`` view."""
+    B, V, C, h, w = features.shape
+    vol_shape = coord_volumes.shape[1:4]
+    N = math.prod(vol_shape)
+    if method not in AGGREGATION_METHODS:
+        raise ValueError(
+            f"unknown volume_aggregation_method {method!r}; expected one of {AGGREGATION_METHODS}"
+        )
+    chunk = _GATHER_SLICE_ELEMS if chunk_elems is None else int(chunk_elems)
+    step = max(1, min(N, chunk // max(1, B * V * C)))
+    k_max = max(1, _GATHER_BLOCK_POINTS // max(1, B * V * step))
+    table = _BilinearTable(features)
+    points = coord_volumes.reshape(B, N, 3)
+    mask = None if view_mask is None else view_mask.to(torch.bool)
+    # samples are convex combinations of features: below the bound, the softmax needs no max shift
+    unshifted = method == "softmax" and mask is None and features.numel() > 0
+    unshifted = unshifted and float(features.abs().amax()) <= _softmax_bound(features.dtype, V)
+    buffers: dict = {}
+    out = features.new_empty(B, N, C)  # channels last: every slice is a contiguous block per sample
+    i = 0
+    while i < N:
+        k = min(k_max, (N - i) // step) or 1
+        n = min(step, N - i)
+        pts = points[:, i : i + k * n].reshape(B, k, n, 3).transpose(0, 1)  # (k, B, n, 3)
+        gx, gy, _ = _project_planar(proj_matrices, pts, (h, w), convention)  # (k, B, V, n)
+        if mask is not None:
+            gx, gy = gx.masked_fill(~mask[:, :, None], -4.0), gy.masked_fill(~mask[:, :, None], -4.0)
+        rows, weights = _bilinear_corners(table, gx.to(features.dtype), gy.to(features.dtype), buffers)
+        for j in range(k):
+            s = _gather_bilinear(table, rows[j], weights[j])
+            dest = out[:, i : i + n]
+            if unshifted:
+                _softmax_aggregate_unshifted(s, dest, buffers)
+            else:
+                dest.copy_(_aggregate_channels_last(s, method, mask, confidences))
+            i += n
+    return out.transpose(1, 2).unflatten(2, tuple(vol_shape))  # (B, C, X, Y, Z), channels_last_3d
+
+
+def _softmax_aggregate_unshifted(s: Tensor, out: Tensor, buffers: dict) -> None:
+    """Softmax aggregation of ``s (B, V, n, C)`` into ``out (B, n, C)`` when ``|s|`` is below
+    :func:`_softmax_bound`: ``sum_v e^s_v s_v / sum_v e^s_v`` directly (the shift by the maximum
+    only guards the range), in reusable buffers."""
+    e = torch.exp(s, out=_scratch(buffers, "exp", s.shape, s))
+    den = torch.sum(e, 1, out=_scratch(buffers, "den", out.shape, s))
+    num = torch.sum(e.mul_(s), 1, out=_scratch(buffers, "num", out.shape, s))
+    torch.div(num, den, out=out)
+
+
+def _aggregate_channels_last(s: Tensor, method: str, mask: Tensor | None, confidences: Tensor | None):
+    """:func:`aggregate_volumes` of samples ``s (B, V, n, C)`` (channels last): ``(B, n, C)``."""
+    if method == "softmax" and mask is None:
+        return (torch.softmax(s, dim=1) * s).sum(1)
+    return aggregate_volumes(s.transpose(2, 3), method, mask, confidences).transpose(1, 2)
 
 
 def normalise_confidences(vol_confidences: Tensor, view_mask: Tensor | None = None) -> Tensor:

@@ -17,6 +17,13 @@ Faithful to the reference implementation (``PoseTransformerV2``), quirks include
 torch_dct's unnormalised DCT-II (``X_k = 2 sum_n x_n cos(pi k (2n + 1) / 2N)``, here a matrix product);
 the mixed blocks split their tokens at ``T // 2``, not at the frequency/frame boundary; LayerNorm
 ``eps = 1e-6`` except in the head (1e-5). :func:`load_official` reads the reference's checkpoints.
+
+In eval mode without autograd the blocks run fused (:mod:`mvpose.models.temporal._fused`): bias, GELU
+and residual additions inside oneDNN's matrix-product kernels, and the temporal tokens kept as
+token-major rows ``(T * B, dim)`` so that the two halves of every mixed block are contiguous and each
+DCT (the inverse one with its residual) and each weighted mean is a single matrix product; the same
+numbers up to float rounding (``mvpose bench temporal``). The mixed blocks' module hooks do not fire on
+that path (run under autograd to inspect them).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mvpose.models.temporal import _fused as fused
 
 __all__ = ["PoseFormerV2", "poseformerv2", "load_official", "dct_matrix", "idct_matrix", "VARIANTS"]
 
@@ -89,6 +98,11 @@ class Mlp(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
+    def fused_residual(self, x: Tensor, h: Tensor) -> Tensor:
+        """Inference: ``x + self(h)``, bias, GELU and the residual inside the kernels."""
+        g = fused.linear(h, self.fc1.weight, self.fc1.bias, "gelu")
+        return fused.linear_add(g, x, self.fc2.weight, self.fc2.bias)
+
 
 class FreqMlp(Mlp):
     """:class:`Mlp` in the DCT domain of the token axis: ``idct(mlp(dct(x)))`` on ``(B, num_tokens, dim)``."""
@@ -100,6 +114,14 @@ class FreqMlp(Mlp):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.idct @ super().forward(self.dct @ x)
+
+    def fused_residual_rows(self, x: Tensor, h: Tensor, B: int) -> Tensor:
+        """Inference on token-major rows ``(num_tokens * B, dim)``: ``x + self(h)``, the DCTs one matrix
+        product each (the inverse one with the residual), bias and GELU inside the linear kernels."""
+        n = len(x) // B
+        g = fused.linear((self.dct @ h.view(n, -1)).view(n * B, -1), self.fc1.weight, self.fc1.bias, "gelu")
+        y = fused.linear(g, self.fc2.weight, self.fc2.bias)
+        return torch.addmm(x.view(n, -1), self.idct, y.view(n, -1)).view(n * B, -1)
 
 
 class Attention(nn.Module):
@@ -113,12 +135,30 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor) -> Tensor:
-        B, N, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+    def attend(self, qkv: Tensor, B: int, N: int) -> Tensor:
+        """``qkv (B, N, 3C)`` (or rows) -> the heads' outputs before ``proj``, ``(B, N, C)``."""
+        C = qkv.shape[-1] // 3
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         p = self.attn_drop if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.scale)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
+        return x.transpose(1, 2).reshape(B, N, C)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, _ = x.shape
+        return self.proj_drop(self.proj(self.attend(self.qkv(x), B, N)))
+
+    def fused_residual(self, x: Tensor, h: Tensor) -> Tensor:
+        """Inference: ``x + attn(h)`` (``h`` the normalised ``x``), bias and residual in the kernels."""
+        o = self.attend(fused.linear(h, self.qkv.weight, self.qkv.bias), *x.shape[:2])
+        return fused.linear_add(o, x, self.proj.weight, self.proj.bias)
+
+    def fused_residual_rows(self, x: Tensor, h: Tensor, B: int) -> Tensor:
+        """:meth:`fused_residual` on token-major rows ``(N * B, C)`` (row ``t * B + b``)."""
+        N, C = len(x) // B, x.shape[-1]
+        qkv = fused.linear(h, self.qkv.weight, self.qkv.bias).view(N, B, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 1, 3, 0, 4)  # (B, heads, N, head_dim) views
+        o = F.scaled_dot_product_attention(q, k, v, scale=self.scale).permute(2, 0, 1, 3).reshape(N * B, C)
+        return fused.linear_add(o, x, self.proj.weight, self.proj.bias)
 
 
 class Block(nn.Module):
@@ -133,6 +173,9 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused.inference(self):
+            x = self.attn.fused_residual(x, self.norm1(x))
+            return self.mlp.fused_residual(x, self.norm2(x))
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -152,11 +195,24 @@ class MixedBlock(nn.Module):
         self.mlp2 = FreqMlp(dim, int(dim * mlp_ratio), num_tokens - num_tokens // 2, drop)
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused.inference(self):
+            B, T, C = x.shape
+            y = self.fused_rows(x.transpose(0, 1).reshape(T * B, C), B)
+            return y.view(T, B, C).transpose(0, 1)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         a, b = x[:, : x.shape[1] // 2], x[:, x.shape[1] // 2 :]
         a = a + self.drop_path(self.mlp1(self.norm2(a)))
         b = b + self.drop_path(self.mlp2(self.norm3(b)))
         return torch.cat([a, b], 1)
+
+    def fused_rows(self, x: Tensor, B: int) -> Tensor:
+        """Inference on token-major rows ``x (T * B, dim)`` (row ``t * B + b``): the two halves of the
+        tokens are contiguous blocks, each DCT one matrix product; returns the same layout."""
+        x = self.attn.fused_residual_rows(x, self.norm1(x), B)
+        half = len(x) // B // 2 * B
+        a, b = x[:half], x[half:]
+        a = self.mlp1.fused_residual(a, self.norm2(a))
+        return torch.cat([a, self.mlp2.fused_residual_rows(b, self.norm3(b), B)])
 
 
 class PoseFormerV2(nn.Module):
@@ -253,14 +309,43 @@ class PoseFormerV2(nn.Module):
 
         # frequency tokens: lowest k DCT-II coefficients over the window
         D = self.dct if T == self.num_frame else dct_matrix(T, k).to(x)
+        if fused.inference(self):
+            return self._temporal_fused(x, s, D)
         f = self.freq_embed(torch.einsum("kt,btjc->bkjc", D, x).reshape(B, k, J * C))
 
         t = torch.cat([f + self.freq_pos, s + self.frame_pos], 1)  # frequency tokens first
         for blk in self.mixed_blocks:
             t = blk(t)
-        t = self.temporal_norm(t)
-        pooled = torch.cat([self.freq_pool(t[:, :k]), self.frame_pool(t[:, k:])], -1)  # (B, 1, 2 * dim)
+        t = self.temporal_norm(t)  # weighted means of each kind of token -> (B, 1, 2 * dim)
+        pooled = torch.cat([_pool(self.freq_pool, t[:, :k]), _pool(self.frame_pool, t[:, k:])], -1)
         return self.head(pooled).view(B, 1, J, 3)
+
+    def _temporal_fused(self, x: Tensor, s: Tensor, D: Tensor) -> Tensor:
+        """Inference from the frame tokens ``s (B, n, dim)`` on: the tokens as token-major rows
+        ``(T * B, dim)`` through the mixed blocks (:meth:`MixedBlock.fused_rows`; the blocks' module hooks
+        do not fire), the weighted means one matrix product per kind of token."""
+        B, _, J, C = x.shape
+        k = self.coeffs_kept
+        coeffs = torch.einsum("kt,btjc->kbjc", D, x).reshape(k * B, J * C)
+        f = fused.linear(coeffs, self.freq_embed.weight, self.freq_embed.bias).view(k, B, -1)
+        t = torch.cat([f, s.transpose(0, 1)])  # (T, B, dim), frequency tokens first
+        t += torch.cat([self.freq_pos, self.frame_pos], 1).transpose(0, 1)
+        t = t.view(-1, t.shape[-1])
+        for blk in self.mixed_blocks:
+            t = blk.fused_rows(t, B)
+        t = self.temporal_norm(t).view(-1, B * t.shape[-1])
+
+        def pool(conv: nn.Conv1d, rows: Tensor) -> Tensor:  # (tokens, B * dim) -> (B, 1, dim)
+            return torch.addmm(conv.bias.view(1, 1), conv.weight.view(1, -1), rows).view(B, 1, -1)
+
+        pooled = torch.cat([pool(self.freq_pool, t[:k]), pool(self.frame_pool, t[k:])], -1)
+        return self.head(pooled).view(B, 1, J, 3)
+
+
+def _pool(conv: nn.Conv1d, tokens: Tensor) -> Tensor:
+    """The 1x1 ``Conv1d`` over the token axis as a matrix product: ``(B, T, C) -> (B, 1, C)``."""
+    weight = conv.weight.view(1, 1, -1).expand(len(tokens), -1, -1)
+    return torch.baddbmm(conv.bias.view(1, 1, 1), weight, tokens)
 
 
 def poseformerv2(variant: str = "243/27/27", **kwargs) -> PoseFormerV2:

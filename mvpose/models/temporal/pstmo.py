@@ -33,6 +33,12 @@ checkpoints load strictly and parameter counts match); positional embeddings of 
 its first three layers only; the decoder of the pre-training model works in *token order* (visible
 frames first, then masked frames, each ascending), and the spatial mask token replaces raw 2D inputs.
 
+In eval mode without autograd the network runs fused (:mod:`mvpose.models.temporal._fused`): BatchNorms
+and LayerNorm affines folded into the neighbouring matrix products (weights cached until a parameter
+changes), q/k/v in one product, bias, activations and residuals inside oneDNN's kernels, the strided
+convolutions as one product over zero-padded windows; the same numbers up to float rounding.
+:meth:`PSTMO.forward` computes the centre head only (the full-sequence head is a training target).
+
 Parameter names are mvpose's; :func:`convert_official_state_dict` maps the reference's
 (``Transformer.model.*`` -> ``transformer.*``, ``Transformer_reduce.model.*`` -> ``reducer.*``,
 ``Transformer_dec.model.*`` -> ``decoder.*``, ``self_attn.linears.{0,1,2,3}`` -> ``attn.{q,k,v,out}``,
@@ -68,6 +74,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,6 +82,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mvpose.models.temporal import _fused as fused
+from mvpose.models.temporal._fused import bn_affine, cached, inference
 
 __all__ = [
     "PSTMO",
@@ -119,12 +129,52 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(-1, keepdim=True)
-        return self.a_2 * (x - mean) / (x.std(-1, keepdim=True) + self.eps) + self.b_2
+        var, mean = torch.var_mean(x, -1, keepdim=True)  # unbiased
+        return torch.addcmul(self.b_2, (x - mean) / (var.sqrt() + self.eps), self.a_2)
+
+    def normalized(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(h, r)`` with ``forward(x) == a_2 * h * r + b_2``: ``h = (x - mean) / std_biased`` (one fused
+        ``layer_norm`` pass) and a per-row factor ``r (..., 1)``, so that a following linear layer can take
+        ``a_2``/``b_2`` into its weights (:func:`_fold_norm`)."""
+        n = x.shape[-1]
+        h, _, rstd = torch.native_layer_norm(x, (n,), None, None, 1e-30)
+        # std_unbiased = sqrt(n / (n - 1)) / rstd, so r = 1 / (rstd * (std_unbiased + eps)):
+        return h, (rstd * self.eps + math.sqrt(n / (n - 1))).reciprocal_()
+
+
+def _fold_norm(norm: LayerNorm, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """``linear(a_2 * h + b_2) == linear'(h)``: the weight and bias of ``linear'``."""
+    return weight * norm.a_2, torch.addmv(bias, weight, norm.b_2)
+
+
+def _uses_batch_stats(bn: nn.BatchNorm1d) -> bool:
+    return bn.training or bn.running_mean is None
+
+
+def _fold_linear_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """``BN(conv(x)) == linear(x)`` for a 1x1 ``conv`` and an eval-mode ``bn``: ``(weight, bias)``."""
+    scale, shift = bn_affine(bn)
+    return conv.weight.squeeze(-1) * scale[:, None], torch.addcmul(shift, conv.bias, scale)
+
+
+def _fold_bn_linear(bn: nn.BatchNorm1d, conv: nn.Conv1d) -> tuple[Tensor, Tensor]:
+    """``conv(BN(x)) == linear(x)`` for an eval-mode ``bn`` and a 1x1 ``conv``: ``(weight, bias)``."""
+    scale, shift = bn_affine(bn)
+    w = conv.weight.squeeze(-1)
+    return w * scale, torch.addmv(conv.bias, w, shift)
+
+
+def _linear_bn(x: Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d) -> Tensor:
+    """``BN(conv(x))`` for a 1x1 ``conv`` on rows ``x (N, C_in)`` (eval BatchNorm folded into the weights)."""
+    if _uses_batch_stats(bn):
+        return bn(F.linear(x, conv.weight.squeeze(-1), conv.bias))
+    return F.linear(x, *_fold_linear_bn(conv, bn))
 
 
 class MultiHeadAttention(nn.Module):
-    """Self-attn ``(B, L, D) -> (B, L, D)``: q, k, v, out ``Linear(D, D)``; softmax(q k^T / sqrt(d_k))."""
+    """Self-attn ``(B, L, D) -> (B, L, D)``: q, k, v, out ``Linear(D, D)``; softmax(q k^T / sqrt(d_k)).
+
+    q, k and v are computed by one matrix product (their weights stacked)."""
 
     def __init__(self, d_model: int, num_heads: int, dropout: float):
         super().__init__()
@@ -133,11 +183,21 @@ class MultiHeadAttention(nn.Module):
         self.num_heads, self.dropout = num_heads, dropout
         self.q, self.k, self.v, self.out = (nn.Linear(d_model, d_model) for _ in range(4))
 
+    def qkv_params(self) -> tuple[Tensor, Tensor]:
+        """``(weight (3D, D), bias (3D,))`` of q, k, v stacked."""
+        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        return w, torch.cat([self.q.bias, self.k.bias, self.v.bias])
+
+    def attend(self, qkv: Tensor, B: int, L: int) -> Tensor:
+        """Rows ``qkv (B * L, 3D)`` -> attention output before ``out``, rows ``(B * L, D)``."""
+        q, k, v = qkv.view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return y.transpose(1, 2).reshape(B * L, -1)
+
     def forward(self, x: Tensor) -> Tensor:
         B, L, D = x.shape
-        q, k, v = (f(x).view(B, L, self.num_heads, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, L, D))
+        y = self.attend(F.linear(x.reshape(B * L, D), *self.qkv_params()), B, L)
+        return self.out(y).view(B, L, D)
 
 
 class FeedForward(nn.Module):
@@ -158,12 +218,21 @@ class FeedForward(nn.Module):
             return self.w_2(self.dropout(F.relu(self.w_1(x.transpose(1, 2))))).transpose(1, 2)
         return self.w_2(self.dropout(F.relu(self.w_1(x))))
 
+    def windows(self, z: Tensor) -> Tensor:
+        """Input of the strided ``w_2`` as rows of zero-padded windows: ``z (B, L, d_hid)`` ->
+        ``(B * L', 3 d_hid)``, column ``tap * d_hid + channel`` (``w_2`` is then one matrix product)."""
+        zp = F.pad(z, (0, 0, 1, 1)).unfold(1, 3, self.w_2.stride[0])  # (B, L', d_hid, 3)
+        return zp.transpose(2, 3).reshape(-1, 3 * z.shape[-1])
+
 
 class EncoderLayer(nn.Module):
     """Pre-norm transformer layer ``(B, L, D) -> (B, ceil(L / stride), D)``.
 
     ``x + MHA(LN(x))`` then ``x[:, ::stride] + FFN(LN(x))`` (the strided shortcut is the reference's
-    ``MaxPool1d(1, stride)``; ``stride=None`` is the plain layer with a Linear FFN).
+    ``MaxPool1d(1, stride)``; ``stride=None`` is the plain layer with a Linear FFN). In eval mode without
+    autograd the layer runs fused: the LayerNorms' affine parameters folded into the following matrix
+    products, q/k/v in one GEMM, bias, ReLU and residuals inside the GEMM kernels and the strided
+    convolution as one GEMM over zero-padded windows (weights prepared once, see :mod:`._fused`).
     """
 
     def __init__(self, d_model: int, d_hid: int, num_heads: int, dropout: float, stride: int | None = None):
@@ -175,8 +244,36 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        if inference(self):
+            return self._fused(x)
         x = x + self.dropout(self.attn(self.norm1(x)))
         return x[:, :: self.stride] + self.dropout(self.ffn(self.norm2(x)))
+
+    def _fused_params(self) -> tuple[Tensor, ...]:
+        w1 = self.ffn.w_1.weight.flatten(1)
+        w2 = self.ffn.w_2.weight
+        if self.ffn.strided:  # (D, d_hid, 3) -> (D, 3 d_hid), column tap * d_hid + channel
+            w2 = w2.permute(0, 2, 1).reshape(w2.shape[0], -1)
+        return (
+            *_fold_norm(self.norm1, *self.attn.qkv_params()),
+            *_fold_norm(self.norm2, w1, self.ffn.w_1.bias),
+            self.attn.out.weight,
+            w2.contiguous(),
+        )
+
+    def _fused(self, x: Tensor) -> Tensor:
+        w_qkv, b_qkv, w_1, b_1, w_out, w_2 = cached(self, self._fused_params)
+        B, L, D = x.shape
+        rows = x.reshape(B * L, D)
+        h, r = self.norm1.normalized(rows)
+        y = self.attn.attend(fused.linear(h.mul_(r), w_qkv, b_qkv), B, L)
+        rows = fused.linear_add(y, rows, w_out, self.attn.out.bias)
+        h, r = self.norm2.normalized(rows)
+        z = fused.linear(h.mul_(r), w_1, b_1, "relu")
+        if self.ffn.strided:
+            z = self.ffn.windows(z.view(B, L, -1))
+            rows = rows.view(B, L, D)[:, :: self.stride].reshape(-1, D)
+        return fused.linear_add(z, rows, w_2, self.ffn.w_2.bias).view(B, -1, D)
 
 
 class TransformerEncoder(nn.Module):
@@ -199,7 +296,7 @@ class TransformerEncoder(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``x + [Conv1d(k1) -> BN -> LeakyReLU(0.2) -> Dropout] x 2`` on ``(B, D, T)``."""
+    """``x + [Conv1d(k1) -> BN -> LeakyReLU(0.2) -> Dropout] x 2`` on rows ``(N, D)`` (frames as rows)."""
 
     def __init__(self, width: int, dropout: float):
         super().__init__()
@@ -208,12 +305,15 @@ class ResidualBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.dropout(F.leaky_relu(self.batch_norm1(self.w1(x)), 0.2))
-        return x + self.dropout(F.leaky_relu(self.batch_norm2(self.w2(y)), 0.2))
+        y = self.dropout(F.leaky_relu(_linear_bn(x, self.w1, self.batch_norm1), 0.2, inplace=True))
+        return x + self.dropout(F.leaky_relu(_linear_bn(y, self.w2, self.batch_norm2), 0.2, inplace=True))
 
 
 class FCBlock(nn.Module):
-    """Per-frame spatial encoder ``(B, T, J*C) -> (B, T, channel)`` (the reference's ``FCBlock``)."""
+    """Per-frame spatial encoder ``(B, T, J*C) -> (B, T, channel)`` (the reference's ``FCBlock``).
+
+    Its 1x1 convolutions run as matrix products over the ``B * T`` frames; in eval mode the BatchNorms are
+    folded into them."""
 
     def __init__(self, in_features: int, channel: int, dropout: float = 0.1, blocks: int = 1):
         super().__init__()
@@ -223,20 +323,46 @@ class FCBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.dropout(F.leaky_relu(self.bn_1(self.fc_1(x.transpose(1, 2))), 0.2))
+        B, T, _ = x.shape
+        x = x.reshape(B * T, -1)
+        if inference(self) and not _uses_batch_stats(self.bn_1):
+            return self._fused(x).view(B, T, -1)
+        x = self.dropout(F.leaky_relu(_linear_bn(x, self.fc_1, self.bn_1), 0.2, inplace=True))
         for layer in self.layers:
             x = layer(x)
-        return self.fc_2(x).transpose(1, 2)
+        return F.linear(x, self.fc_2.weight.squeeze(-1), self.fc_2.bias).view(B, T, -1)
+
+    def _fused_params(self) -> tuple[Tensor, ...]:
+        folded = [*_fold_linear_bn(self.fc_1, self.bn_1)]
+        for blk in self.layers:
+            folded += [*_fold_linear_bn(blk.w1, blk.batch_norm1), *_fold_linear_bn(blk.w2, blk.batch_norm2)]
+        return (*folded, self.fc_2.weight.squeeze(-1), self.fc_2.bias)
+
+    def _fused(self, x: Tensor) -> Tensor:
+        p = cached(self, self._fused_params)
+        x = fused.linear(x, p[0], p[1], "leaky_relu", 0.2)
+        for i in range(len(self.layers)):
+            w_a, b_a, w_b, b_b = p[2 + 4 * i : 6 + 4 * i]
+            y = fused.linear(x, w_a, b_a, "leaky_relu", 0.2)
+            x = fused.linear(y, w_b, b_b, "leaky_relu", 0.2).add_(x)
+        return fused.linear(x, p[-2], p[-1])
 
 
 def _head(channel: int, out_features: int) -> nn.Sequential:
     return nn.Sequential(nn.BatchNorm1d(channel, momentum=0.1), nn.Conv1d(channel, out_features, 1))
 
 
-def _apply_head(head: nn.Module, x: Tensor, joints: int) -> Tensor:
-    """``(B, L, D) -> (B, L, J, c)`` through ``head`` with output index ``j * c + channel``."""
-    y = head(x.transpose(1, 2))  # (B, J*c, L)
-    return y.view(y.shape[0], joints, -1, y.shape[-1]).permute(0, 3, 1, 2)
+def _apply_head(head: nn.Sequential, x: Tensor, joints: int) -> Tensor:
+    """``(B, L, D) -> (B, L, J, c)`` through ``head`` (BN, 1x1 conv) with output index ``j * c + channel``."""
+    B, L, D = x.shape
+    bn, conv = head[0], head[1]
+    if _uses_batch_stats(bn):
+        y = F.linear(bn(x.reshape(B * L, D)), conv.weight.squeeze(-1), conv.bias)
+    elif inference(head):
+        y = fused.linear(x.reshape(B * L, D), *cached(head, lambda: _fold_bn_linear(bn, conv)))
+    else:
+        y = F.linear(x.reshape(B * L, D), *_fold_bn_linear(bn, conv))
+    return y.view(B, L, joints, -1)
 
 
 def _check_input(x: Tensor, frames: int, joints: int, channels: int, name: str) -> None:
@@ -299,17 +425,18 @@ class PSTMO(nn.Module):
     def receptive_field(self) -> int:
         return self.frames
 
-    def forward_intermediates(self, x: Tensor) -> dict[str, Tensor]:
+    def forward_intermediates(self, x: Tensor, sequence: bool = True) -> dict[str, Tensor]:
         """Every stage of the forward pass on ``x (B, T, J, C)``.
 
         Returns a dict: ``encoder_out`` and ``transformer_out`` ``(B, T, channel)``,
-        ``reduce_layer{i}_out`` ``(B, L_i, channel)``, ``output_seq (B, T, J_out, 3)`` and
-        ``output_centre (B, T_out, J_out, 3)`` (the fixture's names).
+        ``reduce_layer{i}_out`` ``(B, L_i, channel)``, ``output_seq (B, T, J_out, 3)`` (only with
+        ``sequence``) and ``output_centre (B, T_out, J_out, 3)`` (the fixture's names).
         """
         _check_input(x, self.frames, self.n_joints, self.in_channels, type(self).__name__)
         out = {"encoder_out": self.encoder(x.flatten(2))}
         h = out["transformer_out"] = self.transformer(out["encoder_out"] + self.pos_embedding)
-        out["output_seq"] = _apply_head(self.head_seq, h, self.out_joints)
+        if sequence:
+            out["output_seq"] = _apply_head(self.head_seq, h, self.out_joints)
         for i, layer in enumerate(self.reducer.layers):
             if i < len(self.reduce_pos_embeddings):
                 h = h + self.reduce_pos_embeddings[i][:, : h.shape[1]]
@@ -323,8 +450,9 @@ class PSTMO(nn.Module):
         return out["output_centre"], out["output_seq"]
 
     def forward(self, x: Tensor) -> Tensor:
-        """Centre-frame 3D pose ``(B, T_out, J_out, 3)`` (``T_out = 1``) for ``x (B, T, J, C)``."""
-        return self.forward_with_sequence(x)[0]
+        """Centre-frame 3D pose ``(B, T_out, J_out, 3)`` (``T_out = 1``) for ``x (B, T, J, C)`` (the
+        full-sequence head is skipped: see :meth:`forward_with_sequence`)."""
+        return self.forward_intermediates(x, sequence=False)["output_centre"]
 
 
 def draw_masks(

@@ -17,6 +17,12 @@ The affinity is initialised from the skeleton graph (:func:`skeleton_adjacency`)
 Parameter shared by every level; ``adj_e`` (:func:`bone_adjacency`) is a Parameter the reference
 keeps but never uses in the forward pass (it is here for the reference's parameter set).
 
+Tensors stay channels-last ``(B, F, J, C)``: a graph convolution is one batched product of the
+``(V, V G)`` mixing matrix (``V = window * J`` nodes, ``G`` partitions) with the windows' supports, and
+temporal convolutions run as ``(k, 1)`` kernels on the channels-last view ``(B, C, F, J)`` (no layout
+copies). In eval mode without autograd BatchNorms are folded into the graph and temporal convolutions
+(cached), with ReLU and the residual inside oneDNN's kernels (:mod:`mvpose.models.temporal._fused`).
+
 Forward contract: ``model(x)`` with ``x (B, T, J, C)`` returns ``(B, T, J, 3)``, one pose per input
 frame. ``T`` must be a multiple of ``in_frames`` (81 by default, the shortest sequence the 4-level U
 accepts); longer inputs are cut into consecutive chunks of ``in_frames`` frames that are processed
@@ -37,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mvpose.models._checkpoint import load_state_dict_strict
+from mvpose.models.temporal import _fused as fused
 from mvpose.skeleton import H36M17, Skeleton
 
 __all__ = ["TGraphNet", "tgraphnet", "load_official", "skeleton_adjacency", "bone_adjacency"]
@@ -112,26 +119,50 @@ def bone_adjacency(skeleton: Skeleton = H36M17, window: int = 3) -> Tensor:
 
 
 def _bn(norm: nn.Module, x: Tensor) -> Tensor:
-    """BatchNorm over the last (channel) dimension of a 4-D tensor."""
+    """BatchNorm over the last (channel) dimension of a 4-D tensor (a channels-last view, no copy)."""
     return norm(x.movedim(-1, 1)).movedim(1, -1)
 
 
-def _tconv(module: nn.Module, x: Tensor) -> Tensor:
-    """Apply a ``(1, k)`` temporal module made for ``(B, C, J, F)`` to ``x (B, F, J, C)``."""
-    return module(x.permute(0, 3, 2, 1)).permute(0, 3, 2, 1)
+def _cl(x: Tensor) -> Tensor:
+    """``(B, F, J, C)`` -> the channels-last view ``(B, C, F, J)`` (frames as height) for 2-D kernels."""
+    return x.permute(0, 3, 1, 2)
+
+
+def _uncl(x: Tensor) -> Tensor:
+    return x.permute(0, 2, 3, 1)
+
+
+def _kernel_ft(conv: nn.Conv2d) -> tuple[Tensor, list, list | str, list]:
+    """A ``(1, k)`` conv made for ``(B, C, J, F)`` as a ``(k, 1)`` conv over :func:`_cl` views:
+    ``(weight, stride, padding, dilation)``; ``"same"`` padding is made explicit for odd kernels."""
+    pad = conv.padding if isinstance(conv.padding, str) else list(conv.padding[::-1])
+    if pad == "same" and conv.kernel_size[1] % 2:
+        pad = [conv.dilation[1] * (conv.kernel_size[1] - 1) // 2, 0]
+    return conv.weight.transpose(2, 3), list(conv.stride[::-1]), pad, list(conv.dilation[::-1])
+
+
+def _tconv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """Apply a ``(1, k)`` temporal conv (made for ``(B, C, J, F)``) to ``x (B, F, J, C)``, channels-last."""
+    w, stride, pad, dil = _kernel_ft(conv)
+    return _uncl(F.conv2d(_cl(x), w, conv.bias, stride, pad, dil))
 
 
 def _upsample(x: Tensor, frames: int) -> Tensor:
     """Linear interpolation along frames with aligned corners: ``(B, F, J, C) -> (B, frames, J, C)``."""
-    x = F.interpolate(x.permute(0, 3, 2, 1), size=(x.shape[2], frames), mode="bilinear", align_corners=True)
-    return x.permute(0, 3, 2, 1)
+    return _uncl(F.interpolate(_cl(x), size=(frames, x.shape[2]), mode="bilinear", align_corners=True))
+
+
+def _mixing(adj: Tensor) -> Tensor:
+    """``(G, V, U)`` affinities as one ``(V, U * G)`` matrix, column ``u * G + g``."""
+    return adj.permute(1, 2, 0).reshape(adj.shape[1], -1)
 
 
 class GraphConv(nn.Module):
     """Partitioned graph convolution: ``sum_g adj[g] @ (x @ W_g) + b``, BatchNorm, ReLU, dropout.
 
     ``weight (Cin, G * Cout)`` holds ``W_g`` in columns ``g * Cout : (g + 1) * Cout``. Input and output
-    are ``(B, n, W, C)``: ``n`` graph windows of ``W`` nodes each.
+    are ``(B, n, W, C)``: ``n`` graph windows of ``W`` nodes each; ``mix`` is :func:`_mixing` of the
+    affinity (the sum over partitions and nodes is one batched matrix product per window).
     """
 
     def __init__(self, in_ch: int, out_ch: int, num_groups: int, dropout: float = 0.0):
@@ -142,10 +173,23 @@ class GraphConv(nn.Module):
         self.norm = nn.BatchNorm2d(out_ch)
         nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        support = (x @ self.weight).unflatten(-1, (self.num_groups, -1))  # (B, n, W, G, Cout)
-        out = torch.einsum("gvu,bnugc->bnvc", adj, support) + self.bias
+    def forward(self, x: Tensor, mix: Tensor) -> Tensor:
+        B, n, U, _ = x.shape
+        if fused.inference(self) and self.norm.running_var is not None:
+            w, b = fused.cached(self, self._folded)
+            support = fused.linear(x.reshape(B * n * U, -1), w, None).view(B * n, U * self.num_groups, -1)
+            out = torch.baddbmm(b, mix.expand(B * n, -1, -1), support).relu_()
+            return out.view(B, n, mix.shape[0], -1)
+        support = (x @ self.weight).view(B, n, U * self.num_groups, -1)  # rows u * G + g
+        out = mix @ support + self.bias
         return F.dropout(F.relu(_bn(self.norm, out)), self.dropout, self.training)
+
+    def _folded(self) -> tuple[Tensor, Tensor]:
+        """The eval BatchNorm folded into the weight (as a linear layer's ``(G * Cout, Cin)``) and bias."""
+        scale, shift = fused.bn_affine(self.norm)
+        return (self.weight * scale.repeat(self.num_groups)).T.contiguous(), torch.addcmul(
+            shift, self.bias, scale
+        )
 
 
 class Block(nn.Module):
@@ -163,15 +207,33 @@ class Block(nn.Module):
         self.tcn = nn.Sequential(conv, nn.BatchNorm2d(out_ch), nn.Dropout(dropout))
         self.residual_gc = GraphConv(in_ch, out_ch, num_groups, dropout) if in_ch != out_ch else None
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mix: Tensor) -> Tensor:
         B, F_, J, _ = x.shape
         windows = x.reshape(B, F_ // self.window, self.window * J, -1)
-        res = x if self.residual_gc is None else self.residual_gc(windows, adj).reshape(B, F_, J, -1)
-        return _tconv(self.tcn, self.gcn(windows, adj).reshape(B, F_, J, -1)) + res
+        res = x if self.residual_gc is None else self.residual_gc(windows, mix).reshape(B, F_, J, -1)
+        h = self.gcn(windows, mix).reshape(B, F_, J, -1)
+        bn = self.tcn[1]
+        if fused.inference(self) and bn.running_var is not None and self.tcn[0].kernel_size[1] % 2:
+            w, b, stride, pad, dil = fused.cached(self, self._folded)
+            return _uncl(fused.conv(_cl(h), w, b, stride, pad, dil, other=_cl(res)))
+        return self.tcn[2](_bn(bn, _tconv(self.tcn[0], h))) + res
+
+    def _folded(self) -> tuple:
+        """The temporal conv with its eval BatchNorm folded in, as a ``(k, 1)`` kernel (see _kernel_ft)."""
+        conv, bn = self.tcn[0], self.tcn[1]
+        scale, shift = fused.bn_affine(bn)
+        w, stride, pad, dil = _kernel_ft(conv)
+        return (
+            (w * scale[:, None, None, None]).contiguous(),
+            torch.addcmul(shift, conv.bias, scale),
+            stride,
+            pad,
+            dil,
+        )
 
 
 class Pool(nn.Module):
-    """Temporal downsampling ``(B, C, J, F) -> (B, C, J, F / k)``: BatchNorm, strided conv, ReLU, dropout."""
+    """Temporal downsampling ``(B, F, J, C) -> (B, F / k, J, C)``: BatchNorm, strided conv, ReLU, dropout."""
 
     def __init__(self, ch: int, k: int, dropout: float):
         super().__init__()
@@ -180,7 +242,17 @@ class Pool(nn.Module):
         self.conv = nn.Conv2d(ch, ch, (1, k), stride=(1, k))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(F.relu(self.conv(self.norm(x))), self.dropout, self.training)
+        if fused.inference(self) and self.norm.running_var is not None:
+            w, b, stride, pad, dil = fused.cached(self, self._folded)
+            return _uncl(fused.conv(_cl(x), w, b, stride, pad, dil, "relu"))
+        return F.dropout(F.relu(_tconv(self.conv, _bn(self.norm, x))), self.dropout, self.training)
+
+    def _folded(self) -> tuple:
+        """The conv with the eval BatchNorm before it folded in (exact: the conv has no padding)."""
+        scale, shift = fused.bn_affine(self.norm)
+        w, stride, pad, dil = _kernel_ft(self.conv)
+        bias = self.conv.bias + (w * shift[None, :, None, None]).sum((1, 2, 3))
+        return (w * scale[None, :, None, None]).contiguous(), bias, stride, pad, dil
 
 
 class STGConv(nn.Module):
@@ -198,10 +270,10 @@ class STGConv(nn.Module):
         )
         self.tcn = Pool(out_ch, pool, dropout) if pool else None
 
-    def forward(self, x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mix: Tensor) -> tuple[Tensor, Tensor]:
         for block in self.graph_stages:
-            x = block(x, adj)
-        return x, (x if self.tcn is None else _tconv(self.tcn, x))
+            x = block(x, mix)
+        return x, (x if self.tcn is None else self.tcn(x))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,22 +370,23 @@ class TGraphNet(nn.Module):
         if T % self.in_frames:
             raise ValueError(f"TGraphNet: T={T} frames is not a multiple of in_frames={self.in_frames}")
         keep = feats.__setitem__ if feats is not None else lambda k, v: None
-        adj, frames = self.adj_v, self.in_frames
+        mix = _mixing(self.adj_v)  # (V, U * G), passed down to every graph convolution
+        frames = self.in_frames
         x = x.reshape(-1, frames, J, C)
 
         skips = []
         for i, layer in enumerate(self.downsample_layers[:-1]):
-            skip, x = layer(x, adj)
+            skip, x = layer(x, mix)
             skips.append(skip)
             keep(f"down{i}_features", skip)
             keep(f"down{i}_downsampled", x)
-        x = self.downsample_layers[-1](x, adj)[0]
+        x = self.downsample_layers[-1](x, mix)[0]
         keep("bottom_features", x)
 
         merged = []
         for s, (up, merge) in enumerate(zip(self.upsample_layers, self.merging_layers)):
-            x = up(x, adj)[0]
-            m = merge(x, adj)[0]
+            x = up(x, mix)[0]
+            m = merge(x, mix)[0]
             merged.append(_upsample(m, frames))
             skip = skips[-(s + 1)]
             x_up = _upsample(x, skip.shape[1])
@@ -327,7 +400,7 @@ class TGraphNet(nn.Module):
         keep("merge_sum", x)
         x = _bn(self.merge_norm, x)
         keep("merge_norm", x)
-        x = self.post_merge(x, adj)[0]
+        x = self.post_merge(x, mix)[0]
         keep("post_merge", x)
 
         r = self.root

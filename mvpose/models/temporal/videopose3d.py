@@ -22,6 +22,9 @@ optional test-time flip averaging.
 convolution has stride = width and no dilation, so it computes one output per non-overlapping ``R``-frame
 window (VideoPose3D trains it on single-frame targets, then copies its weights into the evaluation model).
 
+In eval mode without autograd every BatchNorm is folded into its convolution (cached) and the ReLU runs
+inside oneDNN's convolution kernel (:mod:`mvpose.models.temporal._fused`).
+
 Checkpoints of the reference (``run.py``: ``{"epoch", "lr", "random_state", "optimizer", "model_pos",
 "model_traj", ...}``) load with :func:`load_official`, which infers the hyperparameters from the shapes.
 """
@@ -38,6 +41,8 @@ from torch import Tensor, nn
 
 from mvpose.data.sequences.windows import flip_average, pad_sequence
 from mvpose.models._checkpoint import load_state_dict_strict
+from mvpose.models.temporal import _fused as fused
+from mvpose.models.temporal._fused import bn_affine, cached, inference
 
 __all__ = [
     "TemporalModel",
@@ -111,11 +116,45 @@ class _TemporalBase(nn.Module):
                 f"{self.receptive_field} (pad the sequence, e.g. with predict())"
             )
 
+    def _fused_params(self) -> tuple[Tensor, ...]:
+        """Every (convolution, BatchNorm) pair as one convolution: ``(weight, bias)`` per pair."""
+        out = []
+        for conv, bn in zip((self.expand_conv, *self.layers_conv), (self.expand_bn, *self.layers_bn)):
+            scale, shift = bn_affine(bn)
+            out += [conv.weight * scale[:, None, None], shift]
+        return tuple(out)
+
+    def _run_fused(self, x: Tensor) -> Tensor:
+        """:meth:`_run` in eval mode without autograd: BatchNorms folded into the convolutions (cached),
+        ReLU inside the convolution kernels. A dilated model given exactly one receptive field (one
+        output frame) computes only the frames that output needs: each temporal convolution strided by
+        its width instead of dilated, skips strided alike (the reference's ``TemporalModelOptimized1f``,
+        equal up to rounding; 15x fewer multiply-adds at 243 frames)."""
+        p = cached(self, self._fused_params)
+        convs = (self.expand_conv, *self.layers_conv)
+        one_window = not self.dense and x.shape[2] == self.receptive_field and isinstance(self, TemporalModel)
+        skips = [_strided_skip(w, self.causal) for w in self.filter_widths[1:]] if one_window else self._skips
+
+        def conv_relu(i: int, h: Tensor) -> Tensor:
+            c = convs[i]
+            stride, dilation = (
+                (c.kernel_size, (1,)) if one_window and c.kernel_size[0] > 1 else (c.stride, c.dilation)
+            )
+            return fused.conv(h, p[2 * i], p[2 * i + 1], stride, c.padding, dilation, "relu")
+
+        x = conv_relu(0, x)
+        for i, (start, cut, step) in enumerate(skips):
+            res = x[:, :, start : x.shape[2] - cut : step]
+            x = conv_relu(2 * i + 2, conv_relu(2 * i + 1, x)).add_(res)
+        return self.shrink(x)
+
     def _run(self, x: Tensor, record: dict[str, Tensor] | None = None) -> Tensor:
         """The forward pass; ``record`` (if given) collects the intermediates named below."""
         self._check(x)
         B, T = x.shape[:2]
         x = x.reshape(B, T, -1).transpose(1, 2)  # (B, J*D, T), channel = D*joint + coordinate
+        if record is None and inference(self) and self.expand_bn.running_var is not None:
+            return self._run_fused(x).transpose(1, 2).reshape(B, -1, self.num_joints_out, 3)
 
         def conv_bn(name: str, conv: nn.Module, bn: nn.Module, h: Tensor) -> Tensor:
             h = conv(h)
@@ -252,8 +291,7 @@ class TemporalModelOptimized1f(_TemporalBase):
         return nn.Conv1d(in_channels, self.channels, w, stride=w, bias=False)
 
     def _skip(self, i: int) -> tuple[int, int, int]:
-        w = self.filter_widths[i]
-        return (w // 2 if self.causal else 0) + w // 2, 0, w  # not scaled by the dilation: frames are strided
+        return _strided_skip(self.filter_widths[i], self.causal)
 
     def _check(self, x: Tensor) -> None:
         super()._check(x)
@@ -279,6 +317,12 @@ class TemporalModelOptimized1f(_TemporalBase):
         )
         twin.load_state_dict(model.state_dict(keep_vars=share), assign=share)
         return twin.train(model.training)
+
+
+def _strided_skip(w: int, causal: bool) -> tuple[int, int, int]:
+    """Skip slice ``(start, cut at end, step)`` of a block of width ``w`` when the frames are strided
+    (not scaled by the dilation)."""
+    return (w // 2 if causal else 0) + w // 2, 0, w
 
 
 def _build(widths: Sequence[int], kwargs: dict) -> TemporalModel:
