@@ -45,10 +45,22 @@ def test_bench_models_smoke(tmp_path):
     sweep = report["context_fallback"]
     assert [r["peak"] for r in sweep] == [1.0, 4.0, 16.0, 64.0]
     assert sweep[-1]["max_attention"] > sweep[0]["max_attention"]  # sharper with the peak
-    assert set(report["forward"]) == {"demo"} and report["forward"]["demo"]["seconds_per_frame"] > 0
+    demo = report["forward"]["demo"]
+    assert set(report["forward"]) == {"demo"} and demo["seconds_per_frame"] > 0
+    assert demo["seconds_per_frame_channels_last"] > 0 and demo["channels_last_max_abs_diff_mm"] < 0.1
     assert json.loads(out.read_text())["context"]["max_abs_diff"] == c["max_abs_diff"]
     text = format_report(report)
-    for key in ("(a)", "(b)", "(c)", "speed-up", "memory ratio", "s/frame", "peaked", "exact rows"):
+    for key in (
+        "(a)",
+        "(b)",
+        "(c)",
+        "speed-up",
+        "memory ratio",
+        "s/frame",
+        "peaked",
+        "exact rows",
+        "channels-last",
+    ):
         assert key in text
 
 

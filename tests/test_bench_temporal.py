@@ -55,6 +55,7 @@ def test_smoke_tiny_configs(tmp_path):
         assert e["max_abs_out"] > 1e-2, name  # perturbed weights: the comparison is not between zeros
         assert len(e["time_ms"]["ours"]) == len(e["speedup_rounds"]) == 2
         assert e["speedup"] == pytest.approx(e["time_ms"]["reference_best"] / e["time_ms"]["ours_best"])
+        assert min(e["speedup_rounds"]) <= e["speedup_median_round"] <= max(e["speedup_rounds"])
         assert e["params"]["ours"] == sum(p.numel() for p in specs[name].build().parameters())
         f = e["flops_per_sample"]
         assert f["total"] > 0 and f["gmac"] == f["total"] / 2e9 and f["reference_total"] > 0
@@ -67,7 +68,8 @@ def test_smoke_tiny_configs(tmp_path):
         == report["models"]["srnet"]["max_abs_diff"]
     )
     text = temporal.format_report(report)
-    for key in ("PF2 tiny", "TGraphNet tiny", "speed-up", "MFLOP/sample", "target 1.5x"):
+    assert report["models"]["poseformerv2"]["flops_per_sample"]["published_convention"]["linear"] > 0
+    for key in ("PF2 tiny", "TGraphNet tiny", "speed-up", "MFLOP/sample", "target 1.5x", "LayerNorm"):
         assert key in text
 
 
@@ -80,24 +82,18 @@ def test_main_and_unknown_model(monkeypatch, capsys):
         temporal.run_benchmark(models=["nope"], specs=tiny_specs())
 
 
-def test_flop_count_poseformerv2_linear_layers():
+def test_flop_count_poseformerv2_published_convention():
     """The published 1,054.8 MFLOPs of PoseFormerV2 243/27/27 = 2 x its Linear multiply-adds + 2 per LayerNorm
-    element, attention left out (module doc of mvpose.bench.temporal); one sample."""
+    element, attention left out (mvpose.bench.temporal's doc); FlopCounterMode counts attention too."""
     from mvpose.models.temporal.poseformerv2 import poseformerv2
 
     model = poseformerv2("243/27/27").eval()
-    ln = []
-    hooks = [
-        m.register_forward_hook(lambda mod, i, o: ln.append(o.numel()))
-        for m in model.modules()
-        if isinstance(m, torch.nn.LayerNorm)
-    ]
-    flops = temporal.count_flops(model, torch.zeros(1, 243, 17, 2))
-    for h in hooks:
-        h.remove()
-    linear = temporal.linear_flops(flops["by_op"])
-    assert round((linear + 2 * sum(ln)) / 1e5) / 10 == 1054.8
+    x = torch.zeros(1, 243, 17, 2)
+    layers = temporal.layer_flops(model, x)
+    assert layers["linear"] == 1_054_004_352 and round(layers["total"] / 1e5) / 10 == 1054.8
+    flops = temporal.count_flops(model, x)
     assert flops["by_op"]["aten._scaled_dot_product_flash_attention_for_cpu"] == 29_376_000
+    assert flops["total"] == pytest.approx(1_090.23e6, rel=1e-6)
 
 
 def test_dct_by_fft_equals_matrix():

@@ -16,7 +16,8 @@
     peak (ours only).
 (c) Forward time per frame on CPU (``torch.inference_mode``, one timed run after one warm-up at the
     demo size, a single run at paper size): volumetric, paper configuration (ResNet-152, 384^2,
-    4 views, 64^3) and a demo configuration (ResNet-18, 256^2, 4 views, 32^3).
+    4 views, 64^3) and a demo configuration (ResNet-18, 256^2, 4 views, 32^3); as built and with
+    channels-last weights (:func:`bench_forward`).
 
 Every variant of (a) and (b) runs in a fresh Python process, ``rounds`` times alternately with its
 reference (the machine's load drifts): peak memory is the increase of the process's maximum RSS
@@ -338,25 +339,42 @@ def context_fallback_sweep(n=16, peaks=(1.0, 4.0, 16.0, 64.0), seed=0, repeats=3
 
 
 def bench_forward(config: dict, seed: int = 0, warmup: bool = True) -> dict:
-    """Seconds per frame (B=1) of the volumetric model's forward under ``torch.inference_mode``."""
+    """Seconds per frame (B=1) of the volumetric model's forward under ``torch.inference_mode``, as
+    built, and with channels-last weights (``backbone.to(memory_format=torch.channels_last)``,
+    ``volume_net.to(memory_format=torch.channels_last_3d)``: oneDNN's preferred layouts; the
+    unprojection already returns a channels-last volume). ``warmup``: one untimed forward of each
+    first; the two variants alternate."""
+    import copy
+
     from mvpose.models.volumetric import VolumetricTriangulationNet
 
     torch.manual_seed(seed)
     net = VolumetricTriangulationNet(
         config["num_layers"], 17, volume_size=config["volume"], rotate_in_training=False
     ).eval()
+    fast = copy.deepcopy(net)
+    fast.backbone.to(memory_format=torch.channels_last)
+    fast.volume_net.to(memory_format=torch.channels_last_3d)
     V, H = config["views"], config["image"]
     images = torch.randn(1, V, 3, H, H)
     _, P, _ = _unproject_inputs(1, V, 1, H, 2, seed)
     root = torch.zeros(1, 3)
+    sec, out = {}, {}
     with torch.inference_mode():
-        if warmup:
-            net(images, P, root)
-        t0 = time.perf_counter()
-        out = net(images, P, root)
-        sec = time.perf_counter() - t0
-    assert torch.isfinite(out["keypoints_3d"]).all()
-    return {"config": dict(config), "seconds_per_frame": sec, "threads": torch.get_num_threads()}
+        for model in (net, fast) if warmup else ():
+            model(images, P, root)
+        for name, model in (("plain", net), ("channels_last", fast)):
+            t0 = time.perf_counter()
+            out[name] = model(images, P, root)["keypoints_3d"]
+            sec[name] = time.perf_counter() - t0
+    assert all(torch.isfinite(k).all() for k in out.values())
+    return {
+        "config": dict(config),
+        "seconds_per_frame": sec["plain"],
+        "seconds_per_frame_channels_last": sec["channels_last"],
+        "channels_last_max_abs_diff_mm": float((out["plain"] - out["channels_last"]).abs().max()),
+        "threads": torch.get_num_threads(),
+    }
 
 
 #: the peaked-attention case of part (b): sharper than the trained target (see the benchmark doc)
@@ -463,6 +481,8 @@ def format_report(report: dict) -> str:
         cfg = f["config"]
         lines.append(
             f"    {key:<6} ResNet-{cfg['num_layers']}, {cfg['image']}^2, {cfg['views']} views, "
-            f"{cfg['volume']}^3: {f['seconds_per_frame']:.2f} s/frame"
+            f"{cfg['volume']}^3: {f['seconds_per_frame']:.2f} s/frame; channels-last weights "
+            f"{f['seconds_per_frame_channels_last']:.2f} s/frame (keypoints differ by "
+            f"{f['channels_last_max_abs_diff_mm']:.1e} mm)"
         )
     return "\n".join(lines)

@@ -22,8 +22,8 @@ In eval mode without autograd the blocks run fused (:mod:`mvpose.models.temporal
 and residual additions inside oneDNN's matrix-product kernels, and the temporal tokens kept as
 token-major rows ``(T * B, dim)`` so that the two halves of every mixed block are contiguous and each
 DCT (the inverse one with its residual) and each weighted mean is a single matrix product; the same
-numbers up to float rounding (``mvpose bench temporal``). The mixed blocks' module hooks do not fire on
-that path (run under autograd to inspect them).
+numbers up to float rounding (``mvpose bench temporal``). On that path hooks on the mixed blocks and on
+``freq_embed`` do not fire and ``temporal_norm`` sees the rows: inspect intermediates with autograd on.
 """
 
 from __future__ import annotations
@@ -336,7 +336,8 @@ class PoseFormerV2(nn.Module):
         t = self.temporal_norm(t).view(-1, B * t.shape[-1])
 
         def pool(conv: nn.Conv1d, rows: Tensor) -> Tensor:  # (tokens, B * dim) -> (B, 1, dim)
-            return torch.addmm(conv.bias.view(1, 1), conv.weight.view(1, -1), rows).view(B, 1, -1)
+            w = conv.weight.view(1, 1, -1)
+            return torch.baddbmm(conv.bias.view(1, 1, 1), w, rows.view(1, len(rows), -1)).view(B, 1, -1)
 
         pooled = torch.cat([pool(self.freq_pool, t[:k]), pool(self.frame_pool, t[k:])], -1)
         return self.head(pooled).view(B, 1, J, 3)
