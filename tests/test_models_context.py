@@ -214,19 +214,22 @@ def test_exact_limb_rows_equal_the_dense_rows():
 def test_peaked_guard_counts_rows_per_limb():
     """With trained-like, sharp attention (H36M limb statistics) the FFT prior needs exact rows only for
     the few (limb, voxel) pairs far from the attention peaks of the narrowest limbs; the statistics
-    say how many, and the block still equals its exact (chunked) evaluation."""
+    say how many, and the block (values and gradients) still equals its exact (chunked) evaluation."""
     from mvpose.bench.models import _context_inputs
 
     att, x = _context_inputs(8, 1, 0, peak=16.0)
-    with torch.no_grad():
-        fft = att.forward_details(x)
-        stats = att.exact_rows
-        att.prior_method = "chunked"
-        exact = att.forward_details(x)
+    x = x.clone().requires_grad_(True)
+    fft = att.forward_details(x)["out"]
+    stats = att.exact_rows
+    (g_fft,) = torch.autograd.grad(fft.square().sum(), x)
+    att.prior_method = "chunked"
+    exact = att.forward_details(x)["out"]
+    (g_exact,) = torch.autograd.grad(exact.square().sum(), x)
     assert att.exact_rows is None
     assert 0 < stats["limb_rows"] < stats["of"] // 50 and stats["whole_limbs"] == 0
-    err = float((fft["out"] - exact["out"]).abs().max())
-    assert err < 1e-5 * float(exact["out"].abs().max()), err
+    err = float((fft - exact).detach().abs().max())
+    assert err < 1e-5 * float(exact.detach().abs().max()), err
+    assert float((g_fft - g_exact).abs().max()) < 1e-5 * float(g_exact.abs().max())
 
 
 def test_block_matches_dense_formula_and_gradients():

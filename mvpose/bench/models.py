@@ -254,7 +254,8 @@ def _subprocess(name: str, params: dict) -> dict:
 # ------------------------------------------------------------------------------------ the parts
 def _interleaved(names, params: dict, rounds: int) -> dict:
     """Each variant in a fresh process, ``rounds`` times alternately (the machine's load drifts):
-    the best time over the rounds, the first round's peak memory and outputs."""
+    the best time over the rounds (and each round's, ``round_seconds``), the first round's peak memory
+    and checksum (the runs are deterministic)."""
     res: dict = {}
     for _ in range(max(1, rounds)):
         for name in names:

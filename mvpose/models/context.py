@@ -756,11 +756,10 @@ class ContextPoseNet(nn.Module):
         """
         from mvpose.models.volumetric import (
             VolumetricTriangulationNet,
-            aggregate_volumes,
             cuboid_coord_volumes,
             heatmap_projection_matrices,
             predict_root,
-            unproject_features,
+            unproject_aggregate,
         )
 
         if images.ndim != 5 or images.shape[2] != 3:
@@ -787,8 +786,9 @@ class ContextPoseNet(nn.Module):
             )
         h, w = feats.shape[-2:]
         P_h = heatmap_projection_matrices(P, images.shape[-2:], (h, w))
-        per_view = unproject_features(feats, P_h, coord_volumes, "contextpose", view_mask)
-        volumes_in = aggregate_volumes(per_view, self.aggregation, view_mask)
+        volumes_in = unproject_aggregate(
+            feats, P_h, coord_volumes, self.aggregation, "contextpose", view_mask
+        )
         logits, atten = self.volume_net(volumes_in)
         vol = torch.softmax(logits.reshape(B, self.num_joints, -1) * self.volume_multiplier, dim=-1)
         kp = vol @ coord_volumes.reshape(B, -1, 3).to(vol.dtype)
