@@ -28,7 +28,6 @@ Per frame (docs/infer.md, "Multi-person"), batched over all frames except the tw
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import warnings as _warnings
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from tqdm.auto import tqdm
 from mvpose.geometry.camera import CameraRig
 from mvpose.pipeline.detections import Detections
 from mvpose.pipeline.triangulate import (
-    _from_json_array,
+    _read_result_file,
     _write_result_file,
     frames_without_detections,
     resolve_inputs,
@@ -672,54 +671,7 @@ def read_multiperson_result(path) -> MultiPersonResult:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"result file '{path}' not found")
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "format" not in z.files or str(z["format"]) != FORMAT:
-                raise ValueError(f"result file '{path}': field 'format' is not {FORMAT!r}")
-            stats = {
-                k[len("camera_") :]: z[k] for k in z.files if k.startswith("camera_") and k != "camera_names"
-            }
-            return MultiPersonResult(
-                z["points_3d_mm"],
-                z["reprojection_error_px"],
-                z["views_used"].astype(bool),
-                z["person_index"],
-                z["track_ids"],
-                tuple(str(n) for n in z["joint_names"]),
-                tuple(str(n) for n in z["camera_names"]),
-                z["frame_indices"],
-                str(z["skeleton"]) or None,
-                stats,
-                json.loads(str(z["settings_json"])),
-                [str(w) for w in z["warnings"]],
-            )
-    if path.suffix.lower() == ".json":
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        if doc.get("format") != FORMAT:
-            raise ValueError(
-                f"result file '{path}': field 'format' is {doc.get('format')!r}, expected {FORMAT!r}"
-            )
-        T, V, J = len(doc["frame_indices"]), len(doc["camera_names"]), len(doc["joint_names"])
-        N = len(doc["track_ids"])
-        return MultiPersonResult(
-            _from_json_array(doc["points_3d_mm"]).reshape(T, N, J, 3),
-            _from_json_array(doc["reprojection_error_px"]).reshape(T, N, V, J),
-            np.asarray(doc["views_used"], dtype=bool).reshape(T, N, V, J),
-            np.asarray(doc["person_index"], dtype=np.int64).reshape(T, N, V),
-            np.asarray(doc["track_ids"], dtype=np.int64),
-            tuple(doc["joint_names"]),
-            tuple(doc["camera_names"]),
-            np.asarray(doc["frame_indices"], dtype=np.int64),
-            doc.get("skeleton"),
-            {
-                k: _from_json_array(v, np.int64 if k in _INT_STATS else np.float64)
-                for k, v in doc.get("camera_stats", {}).items()
-            },
-            doc.get("settings", {}),
-            list(doc.get("warnings", [])),
-        )
-    raise ValueError(f"result file '{path}': unknown format; expected .npz or .json")
+    return MultiPersonResult(**_read_result_file(path, FORMAT, _INT_STATS))
 
 
 def _fmt(x, spec: str = ".1f") -> str:

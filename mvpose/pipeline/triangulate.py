@@ -41,6 +41,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "mvpose-triangulation/1"
+#: integer camera statistics (the others are floats)
+_INT_STATS = ("frames_detected", "views_dropped", "frames_missing")
 UNITS = {"points_3d": "mm", "reprojection_error": "px"}
 _STATS = (
     "frames_detected",
@@ -681,6 +683,66 @@ def prepare_detections(
     return select_frames(det, *frames)
 
 
+def _read_result_file(path: Path, fmt: str | None, int_stats: tuple[str, ...]) -> dict:
+    """The fields of a file written by :func:`_write_result_file`, as keyword arguments of
+    :class:`TriangulationResult` (plus ``track_ids`` for a multi-person file, whose arrays have a
+    person axis after time). ``fmt``: the ``format`` the file must have (None: not checked in
+    ``.npz``); ``int_stats``: the integer camera statistics."""
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if fmt is not None and ("format" not in z.files or str(z["format"]) != fmt):
+                raise ValueError(f"result file '{path}': field 'format' is not {fmt!r}")
+            fields = {
+                "points_3d_mm": z["points_3d_mm"],
+                "reprojection_error_px": z["reprojection_error_px"],
+                "views_used": z["views_used"].astype(bool),
+                "person_index": z["person_index"],
+                "joint_names": tuple(str(n) for n in z["joint_names"]),
+                "camera_names": tuple(str(n) for n in z["camera_names"]),
+                "frame_indices": z["frame_indices"],
+                "skeleton": str(z["skeleton"]) or None,
+                "camera_stats": {
+                    k[len("camera_") :]: z[k]
+                    for k in z.files
+                    if k.startswith("camera_") and k != "camera_names"
+                },
+                "settings": json.loads(str(z["settings_json"])),
+                "warnings": [str(w) for w in z["warnings"]],
+            }
+            if "track_ids" in z.files:
+                fields["track_ids"] = z["track_ids"]
+            return fields
+    if path.suffix.lower() == ".json":
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        if doc.get("format") != fmt:
+            raise ValueError(
+                f"result file '{path}': field 'format' is {doc.get('format')!r}, expected {fmt!r}"
+            )
+        T, V, J = len(doc["frame_indices"]), len(doc["camera_names"]), len(doc["joint_names"])
+        lead = (T, len(doc["track_ids"])) if "track_ids" in doc else (T,)
+        fields = {
+            "points_3d_mm": _from_json_array(doc["points_3d_mm"]).reshape(*lead, J, 3),
+            "reprojection_error_px": _from_json_array(doc["reprojection_error_px"]).reshape(*lead, V, J),
+            "views_used": np.asarray(doc["views_used"], dtype=bool).reshape(*lead, V, J),
+            "person_index": np.asarray(doc["person_index"], dtype=np.int64).reshape(*lead, V),
+            "joint_names": tuple(doc["joint_names"]),
+            "camera_names": tuple(doc["camera_names"]),
+            "frame_indices": np.asarray(doc["frame_indices"], dtype=np.int64),
+            "skeleton": doc.get("skeleton"),
+            "camera_stats": {
+                k: _from_json_array(v, np.int64 if k in int_stats else np.float64)
+                for k, v in doc.get("camera_stats", {}).items()
+            },
+            "settings": doc.get("settings", {}),
+            "warnings": list(doc.get("warnings", [])),
+        }
+        if "track_ids" in doc:
+            fields["track_ids"] = np.asarray(doc["track_ids"], dtype=np.int64)
+        return fields
+    raise ValueError(f"result file '{path}': unknown format; expected .npz or .json")
+
+
 def read_result(path) -> TriangulationResult:
     """Read a result written by :func:`write_result` (``.npz`` or ``.json``; a multi-person file
     gives a :class:`~mvpose.pipeline.multiperson.MultiPersonResult`)."""
@@ -691,52 +753,9 @@ def read_result(path) -> TriangulationResult:
         from mvpose.pipeline.multiperson import read_multiperson_result
 
         return read_multiperson_result(path)
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            stats = {
-                k[len("camera_") :]: z[k] for k in z.files if k.startswith("camera_") and k != "camera_names"
-            }
-            skel = str(z["skeleton"])
-            return TriangulationResult(
-                z["points_3d_mm"],
-                z["reprojection_error_px"],
-                z["views_used"].astype(bool),
-                z["person_index"],
-                tuple(str(n) for n in z["joint_names"]),
-                tuple(str(n) for n in z["camera_names"]),
-                z["frame_indices"],
-                skel or None,
-                stats,
-                json.loads(str(z["settings_json"])),
-                [str(w) for w in z["warnings"]],
-            )
-    if path.suffix.lower() == ".json":
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        if doc.get("format") != FORMAT:
-            raise ValueError(
-                f"result file '{path}': field 'format' is {doc.get('format')!r}, expected {FORMAT!r}"
-            )
-        T, V, J = len(doc["frame_indices"]), len(doc["camera_names"]), len(doc["joint_names"])
-        return TriangulationResult(
-            _from_json_array(doc["points_3d_mm"]).reshape(T, J, 3),
-            _from_json_array(doc["reprojection_error_px"]).reshape(T, V, J),
-            np.asarray(doc["views_used"], dtype=bool).reshape(T, V, J),
-            np.asarray(doc["person_index"], dtype=np.int64).reshape(T, V),
-            tuple(doc["joint_names"]),
-            tuple(doc["camera_names"]),
-            np.asarray(doc["frame_indices"], dtype=np.int64),
-            doc.get("skeleton"),
-            {
-                k: _from_json_array(
-                    v, np.int64 if k in ("frames_detected", "views_dropped", "frames_missing") else np.float64
-                )
-                for k, v in doc.get("camera_stats", {}).items()
-            },
-            doc.get("settings", {}),
-            list(doc.get("warnings", [])),
-        )
-    raise ValueError(f"result file '{path}': unknown format; expected .npz or .json")
+    fields = _read_result_file(path, None if path.suffix.lower() == ".npz" else FORMAT, _INT_STATS)
+    fields.pop("track_ids", None)
+    return TriangulationResult(**fields)
 
 
 # ------------------------------------------------------------------------------------------------
