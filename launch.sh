@@ -11,6 +11,7 @@
 #   MASTER_PORT  rendezvous port (default 29500)
 #   GPUS         override the GPU count detection (nvidia-smi)
 #   DRY_RUN=1    print the command instead of running it
+#   MVPOSE_NO_SLURM=1  inside a SLURM allocation, launch on this node only (no srun)
 #
 # One node:      NPROC=8 ./launch.sh configs/h36m/vol_softmax.yaml
 # Many nodes:    on every node: NNODES=4 NODE_RANK=<i> MASTER_ADDR=<node0> ./launch.sh CONFIG
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 CONFIG=$1
@@ -48,7 +49,7 @@ MASTER_PORT=${MASTER_PORT:-29500}
 
 TRAIN=("$HERE/train.py" --config "$CONFIG" "$@")
 
-if [[ -n "${SLURM_JOB_ID:-}" && -z "${SLURM_PROCID_OVERRIDE:-}" && "${MVPOSE_NO_SLURM:-0}" != 1 ]]; then
+if [[ -n "${SLURM_JOB_ID:-}" && "${MVPOSE_NO_SLURM:-0}" != 1 ]]; then
     NNODES=${NNODES:-${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}}
     if [[ -z "${MASTER_ADDR:-}" ]]; then
         if command -v scontrol > /dev/null 2>&1 && [[ -n "${SLURM_JOB_NODELIST:-}" ]]; then
