@@ -59,6 +59,9 @@ def test_smoke_tiny_configs(tmp_path):
         assert e["params"]["ours"] == sum(p.numel() for p in specs[name].build().parameters())
         f = e["flops_per_sample"]
         assert f["total"] > 0 and f["gmac"] == f["total"] / 2e9 and f["reference_total"] > 0
+        rate = report["machine"]["matmul_gflops"] * 1e9
+        assert e["floor_ms"] == pytest.approx(f["total"] * 3 / rate * 1e3)  # batch 3
+        assert e["max_speedup_at_floor"] == pytest.approx(e["time_ms"]["reference_best"] / e["floor_ms"])
     assert report["models"]["pstmo"]["params"]["match"] and "meets_target" in report["models"]["pstmo"]
     # the CPU flash-attention kernel is counted (2 x 2 L^2 D per layer): 2 + 2 layers at 9 tokens, 1 at 3
     by_op = report["models"]["pstmo"]["flops_per_sample"]["by_op"]
@@ -69,7 +72,15 @@ def test_smoke_tiny_configs(tmp_path):
     )
     text = temporal.format_report(report)
     assert report["models"]["poseformerv2"]["flops_per_sample"]["published_convention"]["linear"] > 0
-    for key in ("PF2 tiny", "TGraphNet tiny", "speed-up", "MFLOP/sample", "target 1.5x", "LayerNorm"):
+    for key in (
+        "PF2 tiny",
+        "TGraphNet tiny",
+        "speed-up",
+        "MFLOP/sample",
+        "target 1.5x",
+        "LayerNorm",
+        "floor ms",
+    ):
         assert key in text
 
 

@@ -9,6 +9,11 @@ the max abs difference of the two outputs on the benchmark input. BatchNorm stat
 affines and zero-initialised weights are perturbed first (seeded) so that the comparison exercises
 every parameter.
 
+The **matrix-product floor** of each model is its counted FLOPs per batch at this machine's float32
+matrix-product rate, measured in the same run (:func:`matmul_rate`: the best of a few ``torch.mm`` of
+PoseFormerV2's largest shape); ``ref ms / floor ms`` bounds the speed-up any float32 implementation
+of the same arithmetic can reach against that reference.
+
 Parameter counts are compared with the published ones. FLOPs are counted with
 :class:`torch.utils.flop_counter.FlopCounterMode` on one sample through mvpose's forward: 2 FLOPs per
 multiply-add of the matrix products, convolutions and attention (the CPU flash-attention kernel is
@@ -41,6 +46,7 @@ __all__ = [
     "format_report",
     "count_flops",
     "layer_flops",
+    "matmul_rate",
     "main",
 ]
 
@@ -187,7 +193,19 @@ def _loadavg() -> float | None:
         return None
 
 
-def bench_model(name: str, spec: Spec, batch: int, repeats: int, seed: int) -> dict:
+def matmul_rate(rounds: int = 7) -> float:
+    """This machine's float32 matrix-product rate in FLOP/s at the current thread count: the best of
+    ``rounds`` ``(3456, 544) @ (544, 1632)`` products (PoseFormerV2's qkv projection at batch 64)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3456, 544, generator=g), torch.randn(544, 1632, generator=g)
+    torch.mm(a, b)
+    best = min(_time(lambda: torch.mm(a, b)) for _ in range(rounds))
+    return 2.0 * 3456 * 544 * 1632 / best
+
+
+def bench_model(
+    name: str, spec: Spec, batch: int, repeats: int, seed: int, rate: float | None = None
+) -> dict:
     """Time, compare and count one model (module doc); returns its report entry."""
     from mvpose.bench._reference import FROM_OURS
 
@@ -226,10 +244,13 @@ def bench_model(name: str, spec: Spec, batch: int, repeats: int, seed: int) -> d
         "speedup": min(t_ref) / min(t_ours),
         "speedup_rounds": [b / a for a, b in zip(t_ours, t_ref)],
         "speedup_median_round": statistics.median(b / a for a, b in zip(t_ours, t_ref)),
+        "floor_ms": None if rate is None else flops["total"] * batch / rate * 1e3,
         "max_abs_diff": diff,
         "max_abs_out": y_ref.abs().max().item(),
         "outputs_match": diff <= TOLERANCE,
     }
+    if rate is not None:
+        entry["max_speedup_at_floor"] = entry["time_ms"]["reference_best"] / entry["floor_ms"]
     entry["params"]["match"] = spec.published_params is None or params == spec.published_params
     if spec.reference in TARGET_SPEEDUP:
         entry["target_speedup"] = TARGET_SPEEDUP[spec.reference]
@@ -259,8 +280,10 @@ def run_benchmark(
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        rate = matmul_rate()
         report = {
             "machine": {
+                "matmul_gflops": rate / 1e9,
                 "platform": platform.platform(),
                 "python": platform.python_version(),
                 "torch": torch.__version__,
@@ -268,7 +291,7 @@ def run_benchmark(
                 "loadavg_before": _loadavg(),
             },
             "tolerance": TOLERANCE,
-            "models": {n: bench_model(n, specs[n], batch, repeats, seed) for n in names},
+            "models": {n: bench_model(n, specs[n], batch, repeats, seed, rate) for n in names},
         }
         report["machine"]["loadavg_after"] = _loadavg()
     finally:
@@ -282,10 +305,11 @@ def format_report(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"mvpose bench temporal  (torch {m['torch']}, {m['threads']} threads, load average "
-        f"{m['loadavg_before']} -> {m['loadavg_after']})",
+        f"{m['loadavg_before']} -> {m['loadavg_after']}; float32 matrix products "
+        f"{m.get('matmul_gflops', float('nan')):.0f} GFLOP/s)",
         f"{'model':<38}{'ours ms':>9}{'ref ms':>9}{'speed-up':>9}{'median':>8}  {'rounds':<22}"
         f"{'max |diff|':>11}"
-        f"{'params':>12}{'published':>12}{'GFLOP/sample (ref)':>20}",
+        f"{'params':>12}{'published':>12}{'GFLOP/sample (ref)':>20}{'floor ms':>10}",
     ]
     for e in report["models"].values():
         t, f, p = e["time_ms"], e["flops_per_sample"], e["params"]
@@ -296,13 +320,15 @@ def format_report(report: dict) -> str:
             if ("target_speedup" in e)
             else ""
         )
+        if "target_speedup" in e and not e["meets_target"] and e.get("max_speedup_at_floor"):
+            target += f" (bound by the matrix products alone: {e['max_speedup_at_floor']:.2f}x)"
         published = "-" if p["published"] is None else f"{p['published']:,}"
         lines.append(
             f"{e['label']:<38}{t['ours_best']:>9.0f}{t['reference_best']:>9.0f}"
             f"{e['speedup']:>8.2f}x{e['speedup_median_round']:>7.2f}x  "
             f"{rounds:<22}{e['max_abs_diff']:>11.1e}{p['ours']:>12,}{published:>12}"
             f"{f['total'] / 1e9:>11.3f} ({f['reference_total'] / 1e9:.3f})"
-            f"{flag}{target}"
+            f"{_floor(e):>10}{flag}{target}"
         )
     pf = [e for e in report["models"].values() if e["flops_per_sample"]["published_mflops"]]
     for e in pf:
@@ -315,6 +341,10 @@ def format_report(report: dict) -> str:
             f"{conv['layernorm'] / 1e6:,.1f} M = {conv['total'] / 1e6:,.1f} M (attention products left out)"
         )
     return "\n".join(lines)
+
+
+def _floor(e: dict) -> str:
+    return "-" if e.get("floor_ms") is None else f"{e['floor_ms']:.0f}"
 
 
 def main(args) -> int:
