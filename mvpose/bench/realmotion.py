@@ -146,8 +146,9 @@ def score_lift_fuse(lifter, cfg) -> dict:
         cam = torch.from_numpy(np.stack([c.target for c in clips], 1))
         gt = rig.camera_to_world(cam)[:, 0].numpy()
         gts.append(gt)
+        lifted = fusers["per_frame"].lift_views(px, rig, fps=m.fps)  # the same lifts for both
         for k, f in fusers.items():
-            out = f(px, rig, fps=m.fps)
+            out = f.fuse_views(lifted, px, rig, fps=m.fps)
             preds[f"{k}_lifted"].append(out.lifted_world_mm)
             preds[f"{k}_corrected"].append(out.points_world_mm)
         rel_gt = gt - gt[:, task.root : task.root + 1]

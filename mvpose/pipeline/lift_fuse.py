@@ -207,7 +207,6 @@ def correct_with_detections(
     scale = d.w / d.A[..., 0, :3].norm(dim=-1).clamp_min(1e-12) ** 2  # rough first pixel scaling
     _, scale_prior = d.reprojection(prior)
     scale = torch.where(has_prior[:, None], scale_prior, scale)
-    X = prior
     for it in range(iterations + 1):
         sM = (scale / sigma_px**2)[..., None, None] * M
         N = (sM.transpose(-1, -2) @ M).sum(1) + lam[..., None] * eye  # (T, J, 3, 3)
@@ -301,10 +300,14 @@ class LiftFuse:
         self, points_px, rig: CameraRig, confidences=None, fps: float | None = None
     ) -> LiftFuseResult:
         """``points_px (T, V, J, 2)`` raw pixels of ``rig``'s ``V`` cameras (NaN = missing),
-        ``confidences (T, V, J)`` optional -> :class:`LiftFuseResult`."""
-        from mvpose.data.sequences import normalize_screen_coordinates
-        from mvpose.engine.sequence_data import fill_nan_time
+        ``confidences (T, V, J)`` optional -> :class:`LiftFuseResult` (:meth:`lift_views`, then
+        :meth:`fuse_views`)."""
+        lifted = self.lift_views(points_px, rig, confidences, fps)
+        return self.fuse_views(lifted, points_px, rig, confidences, fps)
 
+    def _inputs(self, points_px, rig: CameraRig, confidences) -> tuple[np.ndarray, np.ndarray]:
+        """Checked float64 pixels (NaN where missing or below ``min_confidence``) and confidences
+        (0 there)."""
         px = np.asarray(points_px, dtype=np.float64)
         if px.ndim != 4 or px.shape[-1] != 2 or px.shape[1] != rig.num_views:
             raise ValueError(f"LiftFuse: expected (T, {rig.num_views}, J, 2) pixels, got {px.shape}")
@@ -319,9 +322,17 @@ class LiftFuse:
                 f"LiftFuse: confidences {conf.shape} do not match the pixels (T, V, J) = {(T, V, J)}"
             )
         seen = np.isfinite(px).all(-1) & (conf > self.min_confidence) & np.isfinite(conf)
-        px = np.where(seen[..., None], px, np.nan)
-        conf = np.where(seen, conf, 0.0)
+        return np.where(seen[..., None], px, np.nan), np.where(seen, conf, 0.0)
 
+    def lift_views(self, points_px, rig: CameraRig, confidences=None, fps: float | None = None) -> np.ndarray:
+        """Each camera's sequence through the lifter: ``(T, V, J, 3)`` mm, root-relative, in that
+        camera's frame (NaN for a view's frames without any detection). Arguments as ``__call__``."""
+        from mvpose.data.sequences import normalize_screen_coordinates
+        from mvpose.engine.sequence_data import fill_nan_time
+
+        px, conf = self._inputs(points_px, rig, confidences)
+        seen = conf > 0
+        T, V, J, _ = px.shape
         size = rig.image_size.double().numpy()
         per_view = np.full((T, V, J, 3), np.nan)
         for v in range(V):  # one whole-sequence forward per camera
@@ -331,8 +342,16 @@ class LiftFuse:
             x = fill_nan_time(normalize_screen_coordinates(px[:, v], w, h))
             per_view[:, v] = 1000.0 * np.asarray(self.lifter(x, fps), dtype=np.float64)
         per_view[~seen.any(-1)] = np.nan  # frames where a view sees nothing
+        return per_view
+
+    def fuse_views(
+        self, lifted_camera_mm, points_px, rig: CameraRig, confidences=None, fps: float | None = None
+    ) -> LiftFuseResult:
+        """The geometry after the lifter: ``lifted_camera_mm (T, V, J, 3)`` (:meth:`lift_views`) rotated
+        into world axes, fused, placed and corrected with the detections (module doc)."""
+        px, conf = self._inputs(points_px, rig, confidences)
         r = rig.to(dtype=torch.float64)
-        rel = camera_to_world_axes(torch.from_numpy(per_view), r)
+        rel = camera_to_world_axes(torch.as_tensor(np.asarray(lifted_camera_mm, dtype=np.float64)), r)
         rel = rel - rel[..., self.root : self.root + 1, :]
         px_t, conf_t = torch.from_numpy(px), torch.from_numpy(conf)
         fused, used = fuse_root_relative(rel, conf_t, self.outlier_mm)
